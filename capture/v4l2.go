@@ -77,6 +77,17 @@ type V4L2Stats struct {
 	// the delivered frames.
 	DriverTimestamps  uint64
 	DequeueTimestamps uint64
+	// DriverToDequeue summarises, over frames with a driver timestamp, how
+	// long after that timestamp glint dequeued the frame: the error of
+	// using dequeue time instead (see docs/capture.md).
+	DriverToDequeueMin, DriverToDequeueMax, DriverToDequeueSum time.Duration
+	// LastBufferFlags and LastRawTimestamp are the V4L2 flags and
+	// timestamp of the last buffer, for diagnosing a driver's clock.
+	LastBufferFlags  uint32
+	LastRawTimestamp time.Duration
+	// QueryBufErrors counts failed VIDIOC_QUERYBUF calls (timestamp and
+	// sequence then come from glint's own clock and counter).
+	QueryBufErrors uint64
 }
 
 // NewV4L2Source returns a source for the configured device; nothing is
@@ -440,6 +451,9 @@ func (s *V4L2Source) copyFrame(data []byte, index uint32, dequeued time.Duration
 		return nil, false, err
 	}
 	haveQB := err == nil
+	if !haveQB {
+		s.stats.QueryBufErrors++
+	}
 	if haveQB && qb.Flags&bufFlagError != 0 {
 		s.stats.Errored++
 		return nil, true, nil
@@ -481,16 +495,34 @@ func (s *V4L2Source) copyFrame(data []byte, index uint32, dequeued time.Duration
 	}
 	s.seq++
 	f.Timestamp, f.TimestampSource = dequeued, TimestampDequeue
+	if haveQB {
+		ts := time.Duration(qb.Timestamp.Sec)*time.Second + time.Duration(qb.Timestamp.Usec)*time.Microsecond
+		s.stats.LastBufferFlags, s.stats.LastRawTimestamp = qb.Flags, ts
+	}
 	if haveQB && qb.Flags&bufFlagTimestampMask == bufFlagTimestampMono && (qb.Timestamp.Sec != 0 || qb.Timestamp.Usec != 0) {
 		ts := time.Duration(qb.Timestamp.Sec)*time.Second + time.Duration(qb.Timestamp.Usec)*time.Microsecond
-		// Trust the driver's clock only when it is plausible: not after the
-		// dequeue and not older than a second.
-		if ts <= dequeued && dequeued-ts < time.Second {
+		// Trust the driver's clock only when it is plausible: not older than
+		// a second, and not more than two frame periods after the dequeue
+		// (drivers that stamp the nominal end of exposure, like vivid, can
+		// run slightly ahead; a first buffer can carry a stale stamp).
+		period := 100 * time.Millisecond
+		if s.format.FPS > 0 {
+			period = time.Duration(float64(time.Second) / s.format.FPS)
+		}
+		if ts-dequeued <= 2*period && dequeued-ts < time.Second {
 			f.Timestamp, f.TimestampSource = ts, TimestampDriver
 		}
 	}
 	if f.TimestampSource == TimestampDriver {
 		s.stats.DriverTimestamps++
+		lag := dequeued - f.Timestamp
+		if s.stats.DriverTimestamps == 1 || lag < s.stats.DriverToDequeueMin {
+			s.stats.DriverToDequeueMin = lag
+		}
+		if lag > s.stats.DriverToDequeueMax {
+			s.stats.DriverToDequeueMax = lag
+		}
+		s.stats.DriverToDequeueSum += lag
 	} else {
 		s.stats.DequeueTimestamps++
 	}

@@ -1,0 +1,68 @@
+// Command glintctl is the technician's and operator's tool: camera
+// inspection now; provisioning, enrolment, inspection of signed results,
+// simulation, evaluation and benchmarks as those parts land.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// exitUsage is the exit status for bad invocations and bad input.
+const exitUsage = 2
+
+// usageError marks errors caused by how the command was invoked.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const topUsage = `usage: glintctl <command> [arguments]
+
+commands:
+  camera list [--json]                      list V4L2 devices with driver, bus and formats
+  camera grab --device D --frames N --out DIR
+                                            capture N frames and write them as images
+  version                                   print the version
+
+Run 'glintctl <command> -h' for a command's flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "camera":
+		err = runCamera(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, topUsage)
+	default:
+		err = usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "glintctl: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprint(stderr, topUsage)
+		return exitUsage
+	}
+	return 1
+}
