@@ -21,13 +21,15 @@ func versionString() string { return "glintctl " + buildinfo.Version }
 
 func runCamera(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"camera: missing subcommand (list, grab)"}
+		return usageError{"camera: missing subcommand (list, grab, testpattern)"}
 	}
 	switch args[0] {
 	case "list":
 		return cameraList(args[1:], stdout, stderr)
 	case "grab":
 		return cameraGrab(ctx, args[1:], stdout, stderr)
+	case "testpattern":
+		return cameraTestPattern(args[1:], stdout, stderr)
 	}
 	return usageError{fmt.Sprintf("camera: unknown subcommand %q", args[0])}
 }

@@ -34,6 +34,7 @@ commands:
   camera list [--json]                      list V4L2 devices with driver, bus and formats
   camera grab --device D --frames N --out DIR
                                             capture N frames and write them as images
+  camera testpattern --out DIR [--frames N] write moving colour-bar frames for the file source
   version                                   print the version
 
 Run 'glintctl <command> -h' for a command's flags.

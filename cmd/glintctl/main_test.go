@@ -84,3 +84,19 @@ func TestCameraListRuns(t *testing.T) {
 		t.Fatalf("not a JSON list: %q", stdout)
 	}
 }
+
+func TestCameraTestPatternReplays(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "frames")
+	code, stdout, stderr := runCmd(t, "camera", "testpattern", "--out", dir, "--frames", "4", "--width", "64", "--height", "48")
+	if code != 0 || !strings.Contains(stdout, "wrote 4") {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	out := t.TempDir()
+	code, stdout, stderr = runCmd(t, "camera", "grab", "--device", dir, "--frames", "4", "--fps", "0", "--out", out)
+	if code != 0 || !strings.Contains(stdout, "MJPG 64x48") {
+		t.Fatalf("replaying the pattern: exit %d: %s %s", code, stdout, stderr)
+	}
+	if code, _, _ := runCmd(t, "camera", "testpattern", "--out", dir, "--width", "4"); code != exitUsage {
+		t.Fatalf("tiny size accepted: exit %d", code)
+	}
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/glintdev/glint/capture"
+	"github.com/glintdev/glint/internal/buildinfo"
+	"github.com/glintdev/glint/internal/service"
+	"github.com/glintdev/glint/session"
+)
+
+// newLogger logs JSON when asked to or when systemd's journal reads stderr,
+// text otherwise.
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Level)); err != nil {
+		level = slog.LevelInfo // validated already; keep a sane fallback
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	jsonOut := cfg.Format == "json" || cfg.Format == "auto" && service.UnderSystemd()
+	if jsonOut {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// newSource builds the configured camera source. A missing camera is not
+// an error here: the supervisor keeps retrying it, for the file source too
+// (its images are loaded at the first successful Open).
+func newSource(c CameraConfig) (capture.Source, error) {
+	switch c.Source {
+	case "file":
+		return &lazySource{create: func() (capture.Source, error) {
+			// The file source's errors already name it and its path.
+			return capture.NewFileSource(capture.FileSourceConfig{Path: c.File.Path, FPS: c.File.FPS, Loop: c.File.Loop})
+		}}, nil
+	case "v4l2":
+		return capture.NewV4L2Source(capture.V4L2Config{
+			Device:       c.Device,
+			BusInfo:      c.BusInfo,
+			Serial:       c.Serial,
+			Width:        c.Width,
+			Height:       c.Height,
+			FPS:          c.FPS,
+			Formats:      c.PixelFormats(),
+			Buffers:      c.Buffers,
+			FrameTimeout: c.FrameTimeout,
+		}), nil
+	}
+	return nil, fmt.Errorf("camera.source %q unknown", c.Source)
+}
+
+// lazySource creates its Source at the first Open that succeeds, so that a
+// source whose constructor fails (images not there yet) is retried by the
+// supervisor like a missing camera instead of stopping the daemon.
+type lazySource struct {
+	create func() (capture.Source, error)
+
+	mu  sync.Mutex // guards src: Close may come from another goroutine
+	src capture.Source
+}
+
+func (l *lazySource) get() capture.Source {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.src
+}
+
+func (l *lazySource) Open(ctx context.Context) (capture.Format, error) {
+	src := l.get()
+	if src == nil {
+		var err error
+		if src, err = l.create(); err != nil {
+			return capture.Format{}, err
+		}
+		l.mu.Lock()
+		l.src = src
+		l.mu.Unlock()
+	}
+	return src.Open(ctx)
+}
+
+func (l *lazySource) ReadFrame(ctx context.Context) (*capture.Frame, error) {
+	src := l.get()
+	if src == nil {
+		return nil, capture.ErrClosed
+	}
+	return src.ReadFrame(ctx)
+}
+
+func (l *lazySource) Close() error {
+	if src := l.get(); src != nil {
+		return src.Close()
+	}
+	return nil
+}
+
+// errShutdownDeadline: the clean stop took longer than allowed.
+var errShutdownDeadline = errors.New("shutdown deadline exceeded")
+
+// runDaemon wires the components, reports readiness, and on ctx's end stops
+// them in order (API, then camera) within cfg.Service.ShutdownTimeout.
+// Signals arriving during shutdown are absorbed: the deadline bounds it.
+func runDaemon(ctx context.Context, cfg Config, log *slog.Logger) error {
+	src, err := newSource(cfg.Camera)
+	if err != nil {
+		return err
+	}
+	return runWith(ctx, cfg, src, log)
+}
+
+// runWith is runDaemon with the camera source given, for tests.
+func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logger) error {
+	log.Info("glintd starting", "version", buildinfo.Version, "camera", cfg.Camera.Source, "pid", os.Getpid())
+	notify := service.NewNotifier(log)
+
+	if err := os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
+	token := ""
+	if cfg.API.TCP != "" {
+		var err error
+		if token, err = readToken(cfg.API.TokenFile); err != nil {
+			return err
+		}
+	}
+	sup, err := capture.NewSupervisor(capture.SupervisorConfig{
+		Source:     src,
+		MinBackoff: cfg.Supervisor.ReconnectMin,
+		MaxBackoff: cfg.Supervisor.ReconnectMax,
+		Logger:     log.With("component", "camera"),
+		OnChange:   func(st capture.Status) { notify.Status(st.Summary()) },
+	})
+	if err != nil {
+		return err
+	}
+	api, err := session.NewAPI(session.APIConfig{
+		SocketPath: cfg.API.Socket,
+		TCPAddr:    cfg.API.TCP,
+		Token:      token,
+		Version:    buildinfo.Version,
+		Camera:     sup,
+		Logger:     log.With("component", "api"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := api.Start(); err != nil {
+		return err
+	}
+
+	// The camera runs under its own context so that shutdown can stop the
+	// API first (no new requests) and the camera second.
+	camCtx, stopCamera := context.WithCancel(context.Background())
+	defer stopCamera()
+	camDone := make(chan struct{})
+	go func() {
+		defer close(camDone)
+		_ = sup.Run(camCtx)
+	}()
+	watchCtx, stopWatchdog := context.WithCancel(context.Background())
+	defer stopWatchdog()
+	if cfg.Service.Watchdog {
+		go notify.RunWatchdog(watchCtx)
+	}
+	notify.Ready(sup.Status().Summary())
+	log.Info("glintd ready")
+
+	<-ctx.Done()
+	log.Info("glintd stopping", "cause", context.Cause(ctx))
+	notify.Stopping()
+	stopWatchdog()
+
+	deadline := time.Now().Add(cfg.Service.ShutdownTimeout)
+	shCtx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		err := api.Shutdown(shCtx)
+		stopCamera()
+		select {
+		case <-camDone:
+		case <-shCtx.Done():
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if shCtx.Err() != nil {
+			return fmt.Errorf("%w (%s)", errShutdownDeadline, cfg.Service.ShutdownTimeout)
+		}
+		if err != nil {
+			log.Warn("api shutdown", "err", err)
+		}
+	case <-shCtx.Done():
+		return fmt.Errorf("%w (%s)", errShutdownDeadline, cfg.Service.ShutdownTimeout)
+	}
+	log.Info("glintd stopped")
+	return nil
+}
