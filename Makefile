@@ -41,7 +41,11 @@ test-arm64: build-arm64
 	@mkdir -p $(BIN)/arm64
 	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc \
 		$(GO) test -c -o $(BIN)/arm64/capture.test ./capture
-	cd capture && qemu-aarch64-static -L /usr/aarch64-linux-gnu ../$(BIN)/arm64/capture.test -test.count=1
+	cd capture && qemu-aarch64-static -L /usr/aarch64-linux-gnu ../$(BIN)/arm64/capture.test -test.count=1 -test.v \
+		| grep -E '^(--- |PASS|FAIL|ok)' ; test $${PIPESTATUS[0]} -eq 0
+	@# The daemon itself, linked with cgo against the arm64 libc, starts under qemu-user.
+	file $(BIN)/arm64/glintd | grep -q 'ARM aarch64.*dynamically linked'
+	qemu-aarch64-static -L /usr/aarch64-linux-gnu $(BIN)/arm64/glintd version
 
 # Capture tests inside Debian's own kernel under qemu-system (TCG): vivid and v4l2loopback.
 test-v4l2:

@@ -10,7 +10,7 @@ step() { printf 'deps: %s\n' "$*"; }
 
 # Debian packages, by name. Later issues add to this list.
 APT_PACKAGES=(
-	make gcc libc6-dev git ca-certificates
+	make gcc libc6-dev git ca-certificates file
 	# ARM64 cross build and qemu-user test run
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
 	# real-kernel V4L2 tests
