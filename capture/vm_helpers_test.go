@@ -38,105 +38,21 @@ func vmRequire(t testing.TB) {
 }
 
 // vmFourcc builds a V4L2 fourcc code, e.g. vmFourcc("MJPG").
-func vmFourcc(code string) uint32 {
-	if len(code) != 4 {
-		return 0
-	}
-	return uint32(code[0]) | uint32(code[1])<<8 | uint32(code[2])<<16 | uint32(code[3])<<24
-}
+func vmFourcc(code string) uint32 { return uint32(Fourcc(code)) }
 
-// V4L2 ABI pieces for amd64 (and arm64: same sizes), from videodev2.h.
+// The few V4L2 ABI pieces only the tests need; the structs and QUERYCAP /
+// G_FMT come from the package itself (v4l2_ioctl.go).
 const (
-	vmBufTypeVideoCapture = 1
-	vmBufTypeVideoOutput  = 2
-	vmFieldNone           = 1
-
-	vmCapVideoCapture = 0x00000001
-	vmCapVideoOutput  = 0x00000002
-	vmCapStreaming    = 0x04000000
-	vmCapDeviceCaps   = 0x80000000
+	vmBufTypeVideoOutput = 2
+	vmFieldNone          = 1
+	vmVidiocSFmt         = 0xC0D05605 // _IOWR('V', 5, struct v4l2_format)
 )
-
-// ioctl request numbers: _IOR('V', 0, struct v4l2_capability) and
-// _IOWR('V', 4/5, struct v4l2_format).
-var (
-	vmVidiocQueryCap = vmIOC(2, 'V', 0, unsafe.Sizeof(vmCapability{}))
-	vmVidiocGFmt     = vmIOC(3, 'V', 4, unsafe.Sizeof(vmFormat{}))
-	vmVidiocSFmt     = vmIOC(3, 'V', 5, unsafe.Sizeof(vmFormat{}))
-)
-
-// vmIOC is the kernel's _IOC(dir, type, nr, size) (dir: 1 write, 2 read, 3 both).
-func vmIOC(dir, typ, nr, size uintptr) uintptr {
-	return dir<<30 | size<<16 | typ<<8 | nr
-}
-
-// vmCapability is struct v4l2_capability (104 bytes).
-type vmCapability struct {
-	Driver       [16]byte
-	Card         [32]byte
-	BusInfo      [32]byte
-	Version      uint32
-	Capabilities uint32
-	DeviceCaps   uint32
-	Reserved     [3]uint32
-}
-
-// vmPixFormat is struct v4l2_pix_format (48 bytes).
-type vmPixFormat struct {
-	Width        uint32
-	Height       uint32
-	PixelFormat  uint32
-	Field        uint32
-	BytesPerLine uint32
-	SizeImage    uint32
-	Colorspace   uint32
-	Priv         uint32
-	Flags        uint32
-	YCbCrEnc     uint32
-	Quantization uint32
-	XferFunc     uint32
-}
-
-// vmFormat is struct v4l2_format (208 bytes on 64-bit): the union after
-// the type is 8-byte aligned (v4l2_window holds pointers), hence the pad.
-type vmFormat struct {
-	Type uint32
-	_    uint32
-	Pix  vmPixFormat
-	_    [200 - 48]byte
-}
-
-// Compile-time size checks against the kernel ABI.
-var (
-	_ [104]byte = [unsafe.Sizeof(vmCapability{})]byte{}
-	_ [208]byte = [unsafe.Sizeof(vmFormat{})]byte{}
-)
-
-func vmIoctl(fd int, req uintptr, arg unsafe.Pointer) error {
-	for {
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, uintptr(arg))
-		switch errno {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
-		}
-		return errno
-	}
-}
 
 // vmDeviceInfo is what VIDIOC_QUERYCAP reports for a device node.
 type vmDeviceInfo struct {
 	Path, Driver, Card, BusInfo string
 	// DeviceCaps are the node's capabilities (V4L2_CAP_*).
 	DeviceCaps uint32
-}
-
-func vmCString(b []byte) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
 }
 
 // vmQueryCap opens path and returns its VIDIOC_QUERYCAP answer.
@@ -146,16 +62,16 @@ func vmQueryCap(path string) (vmDeviceInfo, error) {
 		return vmDeviceInfo{}, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer unix.Close(fd)
-	var c vmCapability
-	if err := vmIoctl(fd, vmVidiocQueryCap, unsafe.Pointer(&c)); err != nil {
+	c, err := queryCap(uintptr(fd))
+	if err != nil {
 		return vmDeviceInfo{}, fmt.Errorf("VIDIOC_QUERYCAP %s: %w", path, err)
 	}
 	caps := c.Capabilities
-	if caps&vmCapDeviceCaps != 0 {
+	if caps&capDeviceCaps != 0 {
 		caps = c.DeviceCaps
 	}
-	return vmDeviceInfo{Path: path, Driver: vmCString(c.Driver[:]), Card: vmCString(c.Card[:]),
-		BusInfo: vmCString(c.BusInfo[:]), DeviceCaps: caps}, nil
+	return vmDeviceInfo{Path: path, Driver: cString(c.Driver[:]), Card: cString(c.Card[:]),
+		BusInfo: cString(c.BusInfo[:]), DeviceCaps: caps}, nil
 }
 
 // vmDevices lists every /dev/video* node with its QUERYCAP answer, sorted by
@@ -286,22 +202,12 @@ func vmModuleLoaded(module string) bool {
 // chose. sizeImage 0 lets the driver pick (v4l2loopback: width*height*4
 // for compressed formats). Frames are then written with write(2), one
 // frame per call.
-func vmSetOutputFormat(fd int, width, height, fourcc, sizeImage uint32) (vmPixFormat, error) {
-	f := vmFormat{Type: vmBufTypeVideoOutput}
-	f.Pix = vmPixFormat{Width: width, Height: height, PixelFormat: fourcc,
+func vmSetOutputFormat(fd int, width, height, fourcc, sizeImage uint32) (v4l2PixFormat, error) {
+	f := v4l2Format{Type: vmBufTypeVideoOutput}
+	f.Pix = v4l2PixFormat{Width: width, Height: height, PixelFormat: fourcc,
 		Field: vmFieldNone, SizeImage: sizeImage}
-	if err := vmIoctl(fd, vmVidiocSFmt, unsafe.Pointer(&f)); err != nil {
-		return vmPixFormat{}, fmt.Errorf("VIDIOC_S_FMT output %dx%d: %w", width, height, err)
-	}
-	return f.Pix, nil
-}
-
-// vmGetFormat returns the current format of fd for the buffer type
-// (vmBufTypeVideoCapture or vmBufTypeVideoOutput).
-func vmGetFormat(fd int, bufType uint32) (vmPixFormat, error) {
-	f := vmFormat{Type: bufType}
-	if err := vmIoctl(fd, vmVidiocGFmt, unsafe.Pointer(&f)); err != nil {
-		return vmPixFormat{}, fmt.Errorf("VIDIOC_G_FMT type %d: %w", bufType, err)
+	if err := ioctl(uintptr(fd), vmVidiocSFmt, unsafe.Pointer(&f)); err != nil {
+		return v4l2PixFormat{}, fmt.Errorf("VIDIOC_S_FMT output %dx%d: %w", width, height, err)
 	}
 	return f.Pix, nil
 }
