@@ -23,6 +23,10 @@ var requiredVMTests = []string{
 	"TestVMVividControls",
 	"TestVMVividUnplug",
 	"TestVMLoopbackMJPEG",
+	"TestVMDeviceGuard",
+	"TestVMGuardVirtualCamera",
+	"TestVMGuardPlatformCamera",
+	"TestVMGuardVirtualMachine",
 	"TestVMSmokeModules",
 }
 
@@ -36,7 +40,7 @@ var v4l2Modules = []Module{
 	{Name: "v4l2loopback", Params: []string{"devices=1", "video_nr=10", "exclusive_caps=1", "card_label=glint-loopback"}},
 }
 
-// TestV4L2RealKernel builds the capture package's vmtest-tagged tests, boots
+// TestV4L2RealKernel builds the capture and device packages' vmtest-tagged tests, boots
 // Debian's kernel under qemu (TCG) with vivid and v4l2loopback loaded, runs
 // them there and fails on anything but a clean pass.
 func TestV4L2RealKernel(t *testing.T) {
@@ -50,15 +54,22 @@ func TestV4L2RealKernel(t *testing.T) {
 	}
 	t.Logf("kernel %s; packages:\n%s", art.KernelRelease, strings.TrimSpace(art.Versions))
 
-	bin := filepath.Join(t.TempDir(), "capture-vm.test")
+	// The capture package's in-VM tests are the VM's test binary; the
+	// device package's (guard signals) ride along and are run by
+	// capture's TestVMDeviceGuard.
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "capture-vm.test")
+	deviceBin := filepath.Join(dir, "device-vm.test")
 	start := time.Now()
-	build := exec.Command("go", "test", "-c", "-tags", "vmtest", "-o", bin, "./capture")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build the capture package's in-VM tests: %v\n%s", err, out)
+	for pkg, out := range map[string]string{"./capture": bin, "./device": deviceBin} {
+		build := exec.Command("go", "test", "-c", "-tags", "vmtest", "-o", out, pkg)
+		build.Dir = root
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if msg, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build the in-VM tests of %s: %v\n%s", pkg, err, msg)
+		}
 	}
-	t.Logf("built %s in %v", bin, time.Since(start).Round(time.Millisecond))
+	t.Logf("built the in-VM test binaries in %v", time.Since(start).Round(time.Millisecond))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -68,6 +79,7 @@ func TestV4L2RealKernel(t *testing.T) {
 		ModulesRoot:   art.ModulesRoot,
 		KernelRelease: art.KernelRelease,
 		TestBinary:    bin,
+		Files:         map[string]string{"/work/device-vm.test": deviceBin},
 		Modules:       v4l2Modules,
 		Args:          []string{"-test.v", "-test.count=1", "-test.run=" + vmTestRun},
 		Timeout:       2 * time.Minute,
