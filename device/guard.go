@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -43,6 +44,16 @@ func (s Severity) String() string {
 
 // MarshalText makes severities read as words in JSON.
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a severity word.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(string(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
 
 // ParseSeverity reads a severity name (for policy overrides in config).
 func ParseSeverity(name string) (Severity, error) {
@@ -181,6 +192,39 @@ type GuardConfig struct {
 	Now func() time.Time
 }
 
+// Manifest is the release manifest the code-modification check compares
+// against: SHA-256 (hex) of the executable and of each model file.
+type Manifest struct {
+	ExecutableSHA256 string            `json:"executable_sha256"`
+	Models           map[string]string `json:"models"`
+}
+
+// LoadManifest reads a release manifest (JSON, unknown fields rejected).
+func LoadManifest(path string) (Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Manifest{}, fmt.Errorf("guard manifest: %w", err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(io.LimitReader(f, 1<<20))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return Manifest{}, fmt.Errorf("guard manifest %s: %w", path, err)
+	}
+	for p, sum := range m.Models {
+		if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+			return Manifest{}, fmt.Errorf("guard manifest %s: model %s: %q is not a SHA-256", path, p, sum)
+		}
+	}
+	if m.ExecutableSHA256 != "" {
+		if b, err := hex.DecodeString(m.ExecutableSHA256); err != nil || len(b) != sha256.Size {
+			return Manifest{}, fmt.Errorf("guard manifest %s: executable_sha256 %q is not a SHA-256", path, m.ExecutableSHA256)
+		}
+	}
+	return m, nil
+}
+
 // Guard evaluates device-integrity signals. It is stateless between checks
 // (hashes are recomputed each time, so a replaced file is caught), safe for
 // concurrent use, and never fails as a whole: a check that cannot read its
@@ -260,6 +304,9 @@ func (g *Guard) checkCamera(raise raiseFunc) {
 	if err != nil {
 		raise(SignalCheckFailed, "camera facts unavailable: "+err.Error(), map[string]string{"check": "camera"})
 		return
+	}
+	if cam.Path == "" {
+		return // no camera opened yet: nothing to judge
 	}
 	ev := map[string]string{"path": cam.Path, "driver": cam.Driver, "card": cam.Card, "bus_info": cam.BusInfo, "sysfs": cam.SysfsPath}
 	virtual := false

@@ -289,3 +289,32 @@ func TestGuardOnThisMachine(t *testing.T) {
 	}
 	t.Logf("this machine: risk %v, signals %v", rep.Risk, codes(rep))
 }
+
+func TestLoadManifest(t *testing.T) {
+	dir := t.TempDir()
+	good := `{"executable_sha256":"` + strings.Repeat("ab", 32) + `","models":{"/m/a.onnx":"` + strings.Repeat("01", 32) + `"}}`
+	cases := map[string]struct {
+		body string
+		ok   bool
+	}{
+		"good":          {good, true},
+		"unknown field": {`{"executable":"x"}`, false},
+		"bad model sum": {`{"models":{"/m/a.onnx":"xyz"}}`, false},
+		"short exe sum": {`{"executable_sha256":"abcd"}`, false},
+		"not json":      {`models: []`, false},
+	}
+	for name, c := range cases {
+		p := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".json")
+		os.WriteFile(p, []byte(c.body), 0o644)
+		m, err := LoadManifest(p)
+		if (err == nil) != c.ok {
+			t.Errorf("%s: err = %v", name, err)
+		}
+		if c.ok && (len(m.Models) != 1 || m.ExecutableSHA256 == "") {
+			t.Errorf("%s: parsed %+v", name, m)
+		}
+	}
+	if _, err := LoadManifest(filepath.Join(dir, "missing.json")); err == nil {
+		t.Error("missing manifest accepted")
+	}
+}

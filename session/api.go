@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/glintdev/glint/capture"
+	"github.com/glintdev/glint/device"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +27,11 @@ import (
 // CameraStatus is what the API needs from the camera supervisor.
 type CameraStatus interface {
 	Status() capture.Status
+}
+
+// GuardStatus reports the latest device-guard report (device.Monitor).
+type GuardStatus interface {
+	Last() device.Report
 }
 
 // APIConfig configures the local API.
@@ -46,6 +52,8 @@ type APIConfig struct {
 	Version string
 	// Camera reports the camera state.
 	Camera CameraStatus
+	// Guard, when set, reports the device-guard state in /healthz.
+	Guard GuardStatus
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -276,6 +284,10 @@ type Health struct {
 	Version       string       `json:"version"`
 	UptimeSeconds float64      `json:"uptime_seconds"`
 	Camera        CameraHealth `json:"camera"`
+	// Guard is the device-guard summary (absent when no guard runs). A
+	// critical risk does not make the daemon unhealthy: sessions are
+	// refused instead, with the reason.
+	Guard *device.ReportSummary `json:"guard,omitempty"`
 }
 
 // CameraHealth is the camera part of Health.
@@ -314,6 +326,10 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 			LastError:      st.LastError,
 			RetryInSeconds: st.RetryIn.Seconds(),
 		},
+	}
+	if a.cfg.Guard != nil {
+		sum := a.cfg.Guard.Last().Summary()
+		h.Guard = &sum
 	}
 	if st.Format != (capture.Format{}) {
 		h.Camera.PixelFormat = st.Format.PixelFormat.String()

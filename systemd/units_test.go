@@ -45,6 +45,11 @@ func stubCopy(t *testing.T, name string, content []byte) string {
 			line = "ExecStart=" + stub + " " + args
 			replaced++
 		}
+		// ExecStopPost runs the same binary; "-" ignores its failure.
+		if rest, ok := strings.CutPrefix(line, "ExecStopPost=-/usr/bin/"); ok {
+			bin, args, _ := strings.Cut(rest, " ")
+			line = "ExecStopPost=-" + filepath.Join(dir, bin) + " " + args
+		}
 		out.WriteString(line + "\n")
 	}
 	if replaced != 1 {
@@ -173,8 +178,9 @@ func TestUnitPolicy(t *testing.T) {
 		"glintd.service": {
 			"User": "glint", "Group": "glint", "SupplementaryGroups": "video",
 			"StateDirectory": "glint", "RuntimeDirectory": "glint",
-			"ExecStart":   "/usr/bin/glintd --config /etc/glint/glintd.yaml",
-			"DeviceAllow": "char-video4linux rw|char-fb rw",
+			"ExecStart":    "/usr/bin/glintd --config /etc/glint/glintd.yaml",
+			"DeviceAllow":  "char-video4linux rw|char-fb rw|char-gpiochip rw",
+			"ExecStopPost": "-/usr/bin/glintd gpio safe --config /etc/glint/glintd.yaml",
 		},
 		"glint-hub.service": {
 			"User": "glint-hub", "Group": "glint-hub", "StateDirectory": "glint-hub",

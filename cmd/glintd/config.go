@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/glintdev/glint/capture"
+	"github.com/glintdev/glint/device"
 	"github.com/glintdev/glint/internal/config"
 	"github.com/glintdev/glint/session"
 )
@@ -27,6 +28,8 @@ type Config struct {
 	Camera     CameraConfig     `yaml:"camera" doc:"The camera glintd captures from."`
 	Supervisor SupervisorConfig `yaml:"supervisor" doc:"Camera supervision: reopening a missing or lost camera."`
 	Service    ServiceConfig    `yaml:"service" doc:"Interaction with the service manager (systemd)."`
+	Guard      GuardConfig      `yaml:"guard" doc:"Device guard: integrity signals about the camera, the platform and the running code (docs/device-guard.md)."`
+	GPIO       GPIOConfig       `yaml:"gpio" doc:"Gate hardware on GPIO: relay, tamper switch, status LEDs (docs/gpio.md). Empty pin names: no such line."`
 	StateDir   string           `yaml:"state_dir" required:"true" doc:"Directory for persistent state (keys, outbox); systemd's StateDirectory."`
 }
 
@@ -126,6 +129,72 @@ type ServiceConfig struct {
 	Watchdog        bool          `yaml:"watchdog" doc:"Ping systemd's watchdog at half of WatchdogSec (no effect when the unit sets none)."`
 }
 
+// GuardConfig configures the device guard.
+type GuardConfig struct {
+	Interval     time.Duration     `yaml:"interval" min:"1s" max:"24h" doc:"Time between guard checks (one also runs at start)."`
+	MaxClockSkew time.Duration     `yaml:"max_clock_skew" min:"1s" max:"24h" doc:"Clock difference to the hub beyond which CLOCK_SKEW is raised."`
+	Severity     map[string]string `yaml:"severity" doc:"Severity override per signal code (none, info, warn, critical); none disables the signal. Example: {VIRTUAL_MACHINE: none}."`
+	Manifest     string            `yaml:"manifest" doc:"Release manifest (JSON: executable and model SHA-256) to check the running code against; empty: not checked."`
+	PinnedCamera PinnedCamera      `yaml:"pinned_camera" doc:"Camera identity recorded at provisioning; a different camera raises CAMERA_CHANGED. Empty: not checked."`
+}
+
+// PinnedCamera is the provisioned camera's USB identity.
+type PinnedCamera struct {
+	VendorID  string `yaml:"vendor_id" doc:"USB vendor ID, 4 hex digits (e.g. 046d)."`
+	ProductID string `yaml:"product_id" doc:"USB product ID, 4 hex digits."`
+	Serial    string `yaml:"serial" doc:"USB serial number."`
+}
+
+// Validate checks the severity policy's codes and names.
+func (c *GuardConfig) Validate() error {
+	var errs []error
+	for code, sev := range c.Severity {
+		if _, ok := device.DefaultSeverity(code); !ok {
+			errs = append(errs, config.Invalid("severity", "unknown signal code %q", code))
+		}
+		if _, err := device.ParseSeverity(sev); err != nil {
+			errs = append(errs, config.Invalid("severity", "%s: %v", code, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// severityPolicy converts the validated policy.
+func (c *GuardConfig) severityPolicy() map[string]device.Severity {
+	out := map[string]device.Severity{}
+	for code, name := range c.Severity {
+		s, _ := device.ParseSeverity(name)
+		out[code] = s
+	}
+	return out
+}
+
+// GPIOConfig names the gate's pins.
+type GPIOConfig struct {
+	Relay          string        `yaml:"relay" doc:"Relay output pin (periph name, e.g. GPIO17), pulsed on Approved."`
+	RelayActiveLow bool          `yaml:"relay_active_low" doc:"The relay board switches on a low level."`
+	RelayPulse     time.Duration `yaml:"relay_pulse" min:"10ms" max:"1m" doc:"How long the relay is held on per Approved verdict."`
+	Tamper         string        `yaml:"tamper" doc:"Enclosure tamper switch input pin; an opening is latched until cleared."`
+	TamperOpenLow  bool          `yaml:"tamper_open_low" doc:"The tamper input reads low when open (default: high when open, with pull-up)."`
+	Debounce       time.Duration `yaml:"debounce" min:"1ms" max:"10s" doc:"How long the tamper input must hold the open level."`
+	LEDReady       string        `yaml:"led_ready" doc:"Ready LED pin (green)."`
+	LEDBusy        string        `yaml:"led_busy" doc:"Busy LED pin (amber)."`
+	LEDFault       string        `yaml:"led_fault" doc:"Fault LED pin (red)."`
+}
+
+// enabled reports whether any pin is configured.
+func (c GPIOConfig) enabled() bool {
+	return c.Relay != "" || c.Tamper != "" || c.LEDReady != "" || c.LEDBusy != "" || c.LEDFault != ""
+}
+
+func (c GPIOConfig) device() device.GPIOConfig {
+	return device.GPIOConfig{
+		Relay: c.Relay, RelayActiveLow: c.RelayActiveLow, RelayPulse: c.RelayPulse,
+		Tamper: c.Tamper, TamperOpenLow: c.TamperOpenLow, Debounce: c.Debounce,
+		LEDReady: c.LEDReady, LEDBusy: c.LEDBusy, LEDFault: c.LEDFault,
+	}
+}
+
 // defaultConfig is the configuration of a packaged kiosk: a USB camera at
 // /dev/video0, the API on /run/glint/glintd.sock.
 func defaultConfig() Config {
@@ -145,6 +214,8 @@ func defaultConfig() Config {
 		},
 		Supervisor: SupervisorConfig{ReconnectMin: 500 * time.Millisecond, ReconnectMax: 30 * time.Second},
 		Service:    ServiceConfig{ShutdownTimeout: 5 * time.Second, Watchdog: true},
+		Guard:      GuardConfig{Interval: time.Minute, MaxClockSkew: 30 * time.Second, Severity: map[string]string{}},
+		GPIO:       GPIOConfig{RelayPulse: time.Second, Debounce: 50 * time.Millisecond},
 		StateDir:   "/var/lib/glint",
 	}
 }

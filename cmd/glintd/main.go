@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/glintdev/glint/device"
 	"github.com/glintdev/glint/internal/buildinfo"
 	"github.com/glintdev/glint/internal/config"
 	"github.com/glintdev/glint/internal/service"
@@ -41,6 +42,7 @@ const usage = `usage:
   glintd [--config FILE]              run the daemon (default %s)
   glintd config check [FILE]          validate a configuration (exit 0 valid, 2 invalid)
   glintd config defaults [--markdown] print every key with its default and description
+  glintd gpio safe [--config FILE]    set the gate relay inactive (the unit's ExecStopPost)
   glintd version                      print the version
 `
 
@@ -49,6 +51,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "config":
 			return configCommand(args[1:], stdout, stderr)
+		case "gpio":
+			return gpioCommand(args[1:], stderr)
 		case "version":
 			fmt.Fprintln(stdout, "glintd", buildinfo.String())
 			return exitOK
@@ -177,4 +181,36 @@ func writeExampleConfig(w io.Writer) error {
 		return err
 	}
 	return config.WriteYAML(w, defaultConfig(), envPrefix)
+}
+
+// gpioCommand implements `glintd gpio safe`: systemd runs it after every
+// stop, crashes included, so the gate relay never stays energised.
+func gpioCommand(args []string, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "safe" {
+		fmt.Fprintf(stderr, usage, defaultConfigPath)
+		return exitConfig
+	}
+	fs := flag.NewFlagSet("glintd gpio safe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", defaultConfigPath, "configuration file")
+	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
+		return exitConfig
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitConfig
+	}
+	if cfg.GPIO.Relay == "" {
+		return exitOK
+	}
+	lookup, err := device.HostPins()
+	if err == nil {
+		err = device.SafeRelay(cfg.GPIO.device(), lookup)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "glintd gpio safe: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
 }

@@ -316,9 +316,14 @@ state_dir: %s
 	if h.Camera.PixelFormat != "MJPG" || h.Camera.Width != 64 || h.Camera.Height != 48 {
 		t.Errorf("camera %+v", h.Camera)
 	}
+	// The guard ran before READY; whatever this machine raises, healthz
+	// carries it and the metrics export it.
+	if h.Guard == nil || h.Guard.CheckedAt.IsZero() {
+		t.Errorf("healthz without the guard summary: %+v", h.Guard)
+	}
 	eventually(t, "frames captured", func() bool { return scrape(t, c)["glint_frames_captured_total"] > 5 })
 	m := scrape(t, c)
-	for _, name := range []string{"glint_camera_fps", "glint_camera_reconnects_total", `glint_frames_dropped_total{reason="sequence_gap"}`, "go_goroutines", "process_resident_memory_bytes"} {
+	for _, name := range []string{"glint_guard_risk", "glint_guard_checks_total", "glint_camera_fps", "glint_camera_reconnects_total", `glint_frames_dropped_total{reason="sequence_gap"}`, "go_goroutines", "process_resident_memory_bytes"} {
 		if _, ok := m[name]; !ok {
 			t.Errorf("metric %s missing", name)
 		}
@@ -423,6 +428,11 @@ func TestConfigCheck(t *testing.T) {
 		{"tcp token unreadable", "api:\n  tcp: 127.0.0.1:8787\n  token_file: /does/not/exist\n", nil, 2, "api.token_file: open /does/not/exist"},
 		{"env override", "", []string{"GLINT_CAMERA_WIDTH=99999"}, 2, "environment GLINT_CAMERA_WIDTH: camera.width: 99999 is above the maximum 8192"},
 		{"env typed", "", []string{"GLINT_SUPERVISOR_RECONNECT_MAX=forever"}, 2, `environment GLINT_SUPERVISOR_RECONNECT_MAX: supervisor.reconnect_max: invalid duration "forever"`},
+		{"guard policy", "guard:\n  severity:\n    VIRTUAL_MACHINE: none\n    CAMERA_NOT_USB: warn\n", nil, 0, "%s: OK"},
+		{"guard unknown signal", "guard:\n  interval: 1m\n  severity:\n    NO_SUCH: warn\n", nil, 2, `%s:3: guard.severity: unknown signal code "NO_SUCH"`},
+		{"guard bad severity", "guard:\n  severity:\n    VIRTUAL_MACHINE: severe\n", nil, 2, `guard.severity: VIRTUAL_MACHINE: unknown severity "severe"`},
+		{"guard policy from env", "", []string{"GLINT_GUARD_SEVERITY=VIRTUAL_MACHINE=none,TRACED=info"}, 2, `unknown signal code "TRACED"`},
+		{"gpio pulse range", "gpio:\n  relay: GPIO17\n  relay_pulse: 5m\n", nil, 2, "%s:3: gpio.relay_pulse: 5m0s is above the maximum 1m0s"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -440,6 +450,18 @@ func TestConfigCheck(t *testing.T) {
 	}
 	if code, _, stderr := runGlintd(t, nil, "config", "check", filepath.Join(dir, "missing.yaml")); code != 2 || !strings.Contains(stderr, "no such file") {
 		t.Errorf("missing file: exit %d, %q", code, stderr)
+	}
+	// gpio safe: nothing to do without a relay; a relay pin this machine
+	// lacks is a failure (exit 1), not a silent success.
+	noRelay := filepath.Join(dir, "norelay.yaml")
+	writeFile(t, noRelay, "camera:\n  device: /dev/video0\n")
+	if code, _, stderr := runGlintd(t, nil, "gpio", "safe", "--config", noRelay); code != 0 {
+		t.Errorf("gpio safe without a relay: exit %d, %q", code, stderr)
+	}
+	relay := filepath.Join(dir, "relay.yaml")
+	writeFile(t, relay, "gpio:\n  relay: GLINT_NO_SUCH_PIN\n")
+	if code, _, stderr := runGlintd(t, nil, "gpio", "safe", "--config", relay); code != 1 || !strings.Contains(stderr, "GLINT_NO_SUCH_PIN") {
+		t.Errorf("gpio safe with a missing relay pin: exit %d, %q", code, stderr)
 	}
 	// Running with a bad config also exits 2, before starting anything.
 	bad := filepath.Join(dir, "bad.yaml")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/glintdev/glint/capture"
+	"github.com/glintdev/glint/device"
 	"github.com/glintdev/glint/internal/buildinfo"
 	"github.com/glintdev/glint/internal/service"
 	"github.com/glintdev/glint/session"
@@ -102,6 +103,30 @@ func (l *lazySource) Close() error {
 	return nil
 }
 
+// newGuard builds the device guard from the configuration: the camera in
+// use (V4L2 only: a file source has no device to judge), the release
+// manifest, the pinned camera and the tamper latch.
+func newGuard(cfg Config, src capture.Source, gate *device.GPIO) (*device.Guard, error) {
+	gc := device.GuardConfig{MaxClockSkew: cfg.Guard.MaxClockSkew, Severity: cfg.Guard.severityPolicy()}
+	if v, ok := src.(*capture.V4L2Source); ok {
+		gc.Camera = func() (capture.DeviceInfo, error) { return v.Device(), nil }
+	}
+	if p := cfg.Guard.PinnedCamera; p != (PinnedCamera{}) {
+		gc.PinnedCamera = &device.CameraIdentity{VendorID: p.VendorID, ProductID: p.ProductID, Serial: p.Serial}
+	}
+	if cfg.Guard.Manifest != "" {
+		m, err := device.LoadManifest(cfg.Guard.Manifest)
+		if err != nil {
+			return nil, err
+		}
+		gc.ExecutableSHA256, gc.Models = m.ExecutableSHA256, m.Models
+	}
+	if gate != nil && cfg.GPIO.Tamper != "" {
+		gc.Tamper = func() bool { t, _ := gate.Tampered(); return t }
+	}
+	return device.NewGuard(gc)
+}
+
 // errShutdownDeadline: the clean stop took longer than allowed.
 var errShutdownDeadline = errors.New("shutdown deadline exceeded")
 
@@ -141,15 +166,42 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 	if err != nil {
 		return err
 	}
+	var gate *device.GPIO
+	if cfg.GPIO.enabled() {
+		lookup, err := device.HostPins()
+		if err != nil {
+			return err
+		}
+		if gate, err = device.NewGPIO(cfg.GPIO.device(), lookup); err != nil {
+			return err
+		}
+		defer gate.Close()
+	}
+	guard, err := newGuard(cfg, src, gate)
+	if err != nil {
+		return err
+	}
+	monitor, err := device.NewMonitor(device.MonitorConfig{
+		Guard:    guard,
+		Interval: cfg.Guard.Interval,
+		Logger:   log.With("component", "guard"),
+	})
+	if err != nil {
+		return err
+	}
 	api, err := session.NewAPI(session.APIConfig{
 		SocketPath: cfg.API.Socket,
 		TCPAddr:    cfg.API.TCP,
 		Token:      token,
 		Version:    buildinfo.Version,
 		Camera:     sup,
+		Guard:      monitor,
 		Logger:     log.With("component", "api"),
 	})
 	if err != nil {
+		return err
+	}
+	if err := monitor.Register(api.Registry()); err != nil {
 		return err
 	}
 	if err := api.Start(); err != nil {
@@ -165,6 +217,24 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 		defer close(camDone)
 		_ = sup.Run(camCtx)
 	}()
+	// The guard and the gate hardware stop with the camera.
+	var helpers sync.WaitGroup
+	helpers.Add(1)
+	go func() {
+		defer helpers.Done()
+		monitor.Run(camCtx)
+	}()
+	if gate != nil {
+		helpers.Add(1)
+		go func() {
+			defer helpers.Done()
+			if err := gate.Run(camCtx); err != nil {
+				log.Error("gpio", "err", err)
+			}
+		}()
+		_ = gate.SetStatus(device.StatusReady)
+	}
+	defer helpers.Wait()
 	watchCtx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
 	if cfg.Service.Watchdog {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"sort"
 	"strings"
 	"time"
 
@@ -98,6 +99,8 @@ func typeName(t reflect.Type) string {
 		return "float"
 	case reflect.Slice:
 		return "list of " + typeName(t.Elem())
+	case reflect.Map:
+		return "map of " + typeName(t.Key()) + " to " + typeName(t.Elem())
 	}
 	return "string"
 }
@@ -121,6 +124,14 @@ func render(v reflect.Value) string {
 			parts[i] = render(v.Index(i))
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
+	case reflect.Map:
+		keys := v.MapKeys()
+		sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i].Interface()) < fmt.Sprint(keys[j].Interface()) })
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = render(k) + ": " + render(v.MapIndex(k))
+		}
+		return "{" + strings.Join(parts, ", ") + "}"
 	case reflect.Float32, reflect.Float64:
 		return fmt.Sprintf("%g", v.Float())
 	}

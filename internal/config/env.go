@@ -92,6 +92,29 @@ func setString(v reflect.Value, s string) error {
 			}
 		}
 		v.Set(sl)
+	case reflect.Map:
+		// KEY=VALUE pairs, comma-separated: GLINT_GUARD_SEVERITY=VIRTUAL_MACHINE=none
+		m := reflect.MakeMap(v.Type())
+		for i, part := range strings.Split(s, ",") {
+			part = strings.TrimSpace(part)
+			if part == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(part, "=")
+			if !ok {
+				return fmt.Errorf("item %d: %q is not KEY=VALUE", i, part)
+			}
+			key := reflect.New(v.Type().Key()).Elem()
+			if err := setString(key, strings.TrimSpace(k)); err != nil {
+				return fmt.Errorf("item %d key: %w", i, err)
+			}
+			elem := reflect.New(v.Type().Elem()).Elem()
+			if err := setString(elem, strings.TrimSpace(val)); err != nil {
+				return fmt.Errorf("item %d value: %w", i, err)
+			}
+			m.SetMapIndex(key, elem)
+		}
+		v.Set(m)
 	default:
 		return fmt.Errorf("type %s cannot be set from the environment", v.Type())
 	}
