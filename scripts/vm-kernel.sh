@@ -23,7 +23,8 @@ cd "$(dirname "$0")/.."
 
 VM_DIR="$PWD/.cache/vm"
 # Modules (with their dependencies) that the VM can load.
-VM_MODULES=(vivid v4l2loopback)
+# vfb: a virtual framebuffer (/dev/fb0) for the flashmark display backend.
+VM_MODULES=(vivid v4l2loopback vfb)
 
 step() { printf 'vm-kernel: %s\n' "$*"; }
 die() {

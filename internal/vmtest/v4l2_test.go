@@ -27,6 +27,8 @@ var requiredVMTests = []string{
 	"TestVMGuardVirtualCamera",
 	"TestVMGuardPlatformCamera",
 	"TestVMGuardVirtualMachine",
+	"TestVMFlashmark",
+	"TestVMFramebufferVFB",
 	"TestVMSmokeModules",
 }
 
@@ -55,13 +57,14 @@ func TestV4L2RealKernel(t *testing.T) {
 	t.Logf("kernel %s; packages:\n%s", art.KernelRelease, strings.TrimSpace(art.Versions))
 
 	// The capture package's in-VM tests are the VM's test binary; the
-	// device package's (guard signals) ride along and are run by
-	// capture's TestVMDeviceGuard.
+	// device package's (guard signals) and flashmark's (framebuffer) ride
+	// along and are run by capture's TestVMDeviceGuard and TestVMFlashmark.
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "capture-vm.test")
 	deviceBin := filepath.Join(dir, "device-vm.test")
+	flashmarkBin := filepath.Join(dir, "flashmark-vm.test")
 	start := time.Now()
-	for pkg, out := range map[string]string{"./capture": bin, "./device": deviceBin} {
+	for pkg, out := range map[string]string{"./capture": bin, "./device": deviceBin, "./flashmark": flashmarkBin} {
 		build := exec.Command("go", "test", "-c", "-tags", "vmtest", "-o", out, pkg)
 		build.Dir = root
 		build.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -79,7 +82,7 @@ func TestV4L2RealKernel(t *testing.T) {
 		ModulesRoot:   art.ModulesRoot,
 		KernelRelease: art.KernelRelease,
 		TestBinary:    bin,
-		Files:         map[string]string{"/work/device-vm.test": deviceBin},
+		Files:         map[string]string{"/work/device-vm.test": deviceBin, "/work/flashmark-vm.test": flashmarkBin},
 		Modules:       v4l2Modules,
 		Args:          []string{"-test.v", "-test.count=1", "-test.run=" + vmTestRun},
 		Timeout:       2 * time.Minute,
