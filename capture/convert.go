@@ -36,14 +36,6 @@ func clamp8(v int32) byte {
 	return byte(v)
 }
 
-// yuvToRGB writes one pixel. c = 298*(Y-16)+128 (the rounding term folded in).
-func yuvToRGB(dst []byte, c, d, e int32) {
-	_ = dst[2]
-	dst[0] = clamp8((c + coefRV*e) >> 8)
-	dst[1] = clamp8((c - coefGU*d - coefGV*e) >> 8)
-	dst[2] = clamp8((c + coefBU*d) >> 8)
-}
-
 // grow returns dst resized to n bytes, reusing its storage when large enough.
 func grow(dst []byte, n int) []byte {
 	if cap(dst) >= n {
@@ -52,21 +44,40 @@ func grow(dst []byte, n int) []byte {
 	return make([]byte, n)
 }
 
+// clampTable maps (v>>8)+clampBias to v>>8 clamped to 0..255 for every
+// value the BT.601 fixed-point sums can reach (-277..534): a branch-free
+// clamp whose index the &1023 keeps provably in range.
+const clampBias = 384
+
+var clampTable = func() (t [1024]byte) {
+	for i := range t {
+		t[i] = clamp8(int32(i - clampBias))
+	}
+	return t
+}()
+
 // YUYVToRGB converts packed YUYV 4:2:2 to packed RGB24 (3 bytes a pixel).
 func YUYVToRGB(dst, src []byte, width, height int) ([]byte, error) {
 	if width <= 0 || height <= 0 || width%2 != 0 || len(src) < width*height*2 {
 		return nil, fmt.Errorf("YUYV %dx%d with %d bytes: %w", width, height, len(src), ErrBadFrame)
 	}
 	dst = grow(dst, width*height*3)
-	si, di := 0, 0
-	for n := width * height / 2; n > 0; n-- {
+	src = src[:width*height*2]
+	for si, di := 0, 0; si+3 < len(src) && di+5 < len(dst); si, di = si+4, di+6 {
 		s := src[si : si+4 : si+4]
+		o := dst[di : di+6 : di+6]
 		d := int32(s[1]) - 128
 		e := int32(s[3]) - 128
-		yuvToRGB(dst[di:], coefY*(int32(s[0])-16)+128, d, e)
-		yuvToRGB(dst[di+3:], coefY*(int32(s[2])-16)+128, d, e)
-		si += 4
-		di += 6
+		// The chroma terms are shared by the pair of pixels.
+		r, g, b := coefRV*e, -coefGU*d-coefGV*e, coefBU*d
+		y0 := coefY*(int32(s[0])-16) + 128
+		y1 := coefY*(int32(s[2])-16) + 128
+		o[0] = clampTable[((y0+r)>>8+clampBias)&1023]
+		o[1] = clampTable[((y0+g)>>8+clampBias)&1023]
+		o[2] = clampTable[((y0+b)>>8+clampBias)&1023]
+		o[3] = clampTable[((y1+r)>>8+clampBias)&1023]
+		o[4] = clampTable[((y1+g)>>8+clampBias)&1023]
+		o[5] = clampTable[((y1+b)>>8+clampBias)&1023]
 	}
 	return dst, nil
 }
@@ -97,11 +108,20 @@ func NV12ToRGB(dst, src []byte, width, height int) ([]byte, error) {
 		row := yPlane[y*width : (y+1)*width]
 		uv := uvPlane[(y/2)*width : (y/2+1)*width]
 		out := dst[y*width*3 : (y+1)*width*3]
-		for x := 0; x < width; x += 2 {
+		for x := 0; x+1 < len(row) && x+1 < len(uv) && 3*x+5 < len(out); x += 2 {
 			d := int32(uv[x]) - 128
 			e := int32(uv[x+1]) - 128
-			yuvToRGB(out[x*3:], coefY*(int32(row[x])-16)+128, d, e)
-			yuvToRGB(out[x*3+3:], coefY*(int32(row[x+1])-16)+128, d, e)
+			// The chroma terms are shared by the pair of pixels.
+			r, g, b := coefRV*e, -coefGU*d-coefGV*e, coefBU*d
+			y0 := coefY*(int32(row[x])-16) + 128
+			y1 := coefY*(int32(row[x+1])-16) + 128
+			o := out[3*x : 3*x+6 : 3*x+6]
+			o[0] = clampTable[((y0+r)>>8+clampBias)&1023]
+			o[1] = clampTable[((y0+g)>>8+clampBias)&1023]
+			o[2] = clampTable[((y0+b)>>8+clampBias)&1023]
+			o[3] = clampTable[((y1+r)>>8+clampBias)&1023]
+			o[4] = clampTable[((y1+g)>>8+clampBias)&1023]
+			o[5] = clampTable[((y1+b)>>8+clampBias)&1023]
 		}
 	}
 	return dst, nil
