@@ -11,7 +11,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/glintdev/glint/internal/buildinfo.Version=$(VERSION)
 CMDS := glintd glintctl glint-hub
 
-.PHONY: all deps build build-arm64 test unit test-arm64 test-v4l2 test-systemd bench lint run clean
+.PHONY: all deps build build-arm64 test unit test-arm64 test-v4l2 test-systemd bench lint run clean test-faults bench-sync test-arm64-inference bench-inference
 
 all: build
 
@@ -28,7 +28,7 @@ build-arm64:
 	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc \
 		$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/arm64/ ./cmd/...
 
-test: deps lint unit test-arm64 test-v4l2 test-systemd
+test: deps lint unit test-arm64 test-v4l2 test-systemd test-faults test-arm64-inference
 	@echo "make test: all suites passed"
 
 # Unit and integration tests on the host, with the race detector (the
@@ -55,7 +55,7 @@ test-v4l2:
 test-systemd:
 	$(GO) test -count=1 ./systemd
 
-bench:
+bench: bench-sync bench-inference
 	$(GO) test -run '^$$' -bench . -benchmem ./capture
 
 lint:
@@ -69,3 +69,47 @@ run: deps build
 
 clean:
 	rm -rf $(BIN) .cache/build
+
+# Fault injection on the wire (sync/faults, build tag "faults"): kill -9 of
+# the publisher (50 trials), broker restart, kill -9 of the hub, 10,000
+# results offline. Each scenario prints its "faults: scenario=..." line.
+test-faults:
+	$(GO) test -tags faults -race -count=1 -v -timeout 8m ./sync/faults \
+		| grep -E '^(--- |faults:|PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
+
+# Result, envelope, outbox and hub-ingest benchmarks (docs/performance.md).
+bench-sync:
+	$(GO) test -run '^$$' -bench . -benchmem ./result ./sync/envelope ./sync/outbox
+	$(GO) test -run '^$$' -bench 'Ingest|Latency' -benchtime 1x ./hub
+
+# ARM64 smoke test of the on-device models: the inference tests built for
+# arm64 load models/lib/arm64's ONNX Runtime and detect a face under
+# qemu-user, with the prefix make deps prepares (.cache/qemu-arm64: an ARM
+# /proc/cpuinfo for ORT's CPU detection, see scripts/models.sh).
+test-arm64-inference:
+	@mkdir -p $(BIN)/arm64
+	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=aarch64-linux-gnu-gcc \
+		$(GO) test -c -o $(BIN)/arm64/inference.test ./inference
+	cd inference && CI=true qemu-aarch64-static -L ../.cache/qemu-arm64 ../$(BIN)/arm64/inference.test \
+		-test.count=1 -test.v -test.run 'TestDetectRegistryPhotos/skimage|TestCompareRegistryFaces'
+
+# Per-model FP32 vs INT8 at 1 and 2 threads, one tracking step at 640x480,
+# embedding (docs/models.md has the table).
+bench-inference:
+	$(GO) test -run '^$$' -bench . -benchtime 50x ./inference
+
+# Liveness evaluation on the simulator (ISO/IEC 30107-3 report in
+# .cache/eval): the registry photos, plus ../shared/faces when it exists.
+# EVAL_N attempts per presentation kind; see docs/eval.md.
+EVAL_N ?= 100
+.PHONY: eval bench-sim
+eval: deps
+	$(GO) run ./cmd/glintctl eval --faces .cache/faces \
+		$$(test -d ../shared/faces && echo --faces ../shared/faces) \
+		--seed 1 --bona-fide $(EVAL_N) --attacks-per-species $(EVAL_N) \
+		--species print,screen,replay,injection,relight,mask --out .cache/eval
+	@cat .cache/eval/report.md
+
+# Simulator render benchmark (docs/sim.md): frames/s at 640x480 on one core.
+bench-sim:
+	$(GO) test -run '^$$' -bench . -cpu 1 ./sim

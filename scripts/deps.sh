@@ -13,6 +13,8 @@ APT_PACKAGES=(
 	make gcc libc6-dev git ca-certificates file
 	# ARM64 cross build and qemu-user test run
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static
+	# arm64 ONNX Runtime (libonnxruntime.so.1) under qemu-user needs libstdc++
+	libstdc++6-arm64-cross
 	# real-kernel V4L2 tests
 	qemu-system-x86 busybox-static kmod cpio xz-utils zstd
 	# (Debian's kernel, headers and linux-kbuild are unpacked, not installed, by
@@ -21,6 +23,10 @@ APT_PACKAGES=(
 	gcc-12 binutils libelf1 libssl3
 	# systemd unit verification
 	systemd
+	# sync/hub integration tests: the machine's Mosquitto on 127.0.0.1:1883 plus
+	# private instances the tests start (mosquitto, mosquitto_passwd), and
+	# PostgreSQL on 127.0.0.1:5432 (database "test", role root, trust auth)
+	mosquitto postgresql
 )
 
 missing=()
@@ -57,5 +63,14 @@ go mod download
 
 # Real-kernel V4L2 test artefacts (Debian kernel, modules, v4l2loopback).
 scripts/vm-kernel.sh
+
+# Face photos from registry packages (npm @vladmandic/face-api samples,
+# Debian python3-skimage astronaut.png, opencv-doc messi5.jpg) into
+# .cache/faces: the simulator's and the models' tests and `make eval`.
+scripts/faces.sh
+
+# On-device models: ONNX Runtime library and TFJS models from npm, converted
+# (and quantized) into models/; the TFJS reference for the parity tests.
+scripts/models.sh
 
 step "done"

@@ -35,6 +35,22 @@ commands:
   camera grab --device D --frames N --out DIR
                                             capture N frames and write them as images
   camera testpattern --out DIR [--frames N] write moving colour-bar frames for the file source
+  faces detect IMAGE [--out annotated.png] [--json]
+                                            faces: boxes, landmarks, pose, scores, quality verdict
+  faces compare A B [--json]                similarity 0-100; exit 0 match, 1 no match, 2 error
+  faces validate PORTRAIT [--json]          enrolment portrait checks; exit 0 valid, 1 invalid (code), 2 error
+  faces eval DIR [--embedding M]            genuine/impostor scores, FNMR at FMR, over DIR/<person>/*
+  models convert --in model.json --out m.onnx
+                                            convert a TFJS graph model to ONNX
+  models build [--src DIR] [--out models]   convert the model catalog into models/ with a manifest
+  models quantize [--dir models]            INT8 (QDQ) models calibrated on registry photos
+  models verify [--dir models]              check the model files against the manifest
+  inspect [--pubkey FILE] FILE|-            decode a signed result or receipt, print JSON, verify it
+  fleet-sim --broker URL --devices N --rate R --duration D
+                                            simulate N devices publishing signed results
+  sim render --faces DIR --out DIR          render simulator frames (bona fide, each attack species)
+  eval --faces DIR --seed N --bona-fide N --attacks-per-species N --species LIST --out DIR
+                                            ISO/IEC 30107-3 liveness evaluation on the simulator
   version                                   print the version
 
 Run 'glintctl <command> -h' for a command's flags.
@@ -49,6 +65,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "camera":
 		err = runCamera(ctx, args[1:], stdout, stderr)
+	case "faces":
+		return runFacesMain(args[1:], stdout, stderr)
+	case "models":
+		err = runModels(args[1:], stdout, stderr)
+	case "inspect":
+		err = runInspect(args[1:], os.Stdin, stdout, stderr)
+	case "fleet-sim":
+		err = runFleetSim(ctx, args[1:], stdout, stderr)
+	case "sim":
+		err = runSim(ctx, args[1:], stdout, stderr)
+	case "eval":
+		err = runEval(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "-h", "--help", "help":

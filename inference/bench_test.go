@@ -1,0 +1,189 @@
+package inference_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/glintdev/glint/inference"
+	"github.com/glintdev/glint/inference/internal/onnxpb"
+	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/inference/manifest"
+	"github.com/glintdev/glint/inference/quantize"
+)
+
+// fixed turns manifest tensors into session specs with batch 1.
+func fixed(ts []manifest.Tensor) []inference.TensorSpec {
+	out := make([]inference.TensorSpec, len(ts))
+	for i, t := range ts {
+		s := append([]int64(nil), t.Shape...)
+		for k := range s {
+			if s[k] < 0 {
+				s[k] = 1
+			}
+		}
+		out[i] = inference.TensorSpec{Name: t.Name, Shape: s}
+	}
+	return out
+}
+
+// detectorInt8 quantizes the detector in-process (glint's INT8 set keeps it
+// in float for accuracy, see quantize.Float), so its speed can still be
+// measured.
+func detectorInt8(b *testing.B, rt *inference.Runtime, dir string, fp []byte, e *manifest.Model) []byte {
+	b.Helper()
+	var m onnxpb.ModelProto
+	if err := proto.Unmarshal(fp, &m); err != nil {
+		b.Fatal(err)
+	}
+	eng := inference.SharedEngine(b)
+	var samples [][]float32
+	for _, p := range []string{"face-api/sample1.jpg", "face-api/sample2.jpg"} {
+		ins, err := eng.ModelInputs(inference.Photo(b, p))
+		if err != nil {
+			b.Fatal(err)
+		}
+		samples = append(samples, ins["blazeface"]...)
+	}
+	pm := quantize.Prepare(&m)
+	cfg := quantize.ModelConfig("blazeface")
+	shape := fixed(e.Inputs)[0].Shape
+	r, err := quantize.Calibrate(rt, pm, shape, samples, quantize.CalibrationTensors(pm, cfg), cfg.Percentile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	q, _, err := quantize.Quantize(pm, r, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := proto.Marshal(q)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
+// BenchmarkModel runs each model's session (inference only, preallocated
+// tensors) at FP32 and INT8 with 1 and 2 intra-op threads.
+func BenchmarkModel(b *testing.B) {
+	rt := inference.SharedRuntime(b)
+	dir := testenv.Models(b)
+	man, err := manifest.Load(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, spec := range manifest.Catalog() {
+		for _, prec := range []string{manifest.FP32, manifest.INT8} {
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/%s/threads=%d", spec.Name, prec, threads), func(b *testing.B) {
+					fp, e, err := man.ReadModel(dir, spec.Name, manifest.FP32)
+					if err != nil {
+						b.Fatal(err)
+					}
+					model := fp
+					if prec == manifest.INT8 {
+						if q, _, err := man.ReadModel(dir, spec.Name, manifest.INT8); err == nil {
+							model = q
+						} else if spec.Name == "blazeface" {
+							model = detectorInt8(b, rt, dir, fp, e)
+						} else {
+							b.Fatal(err)
+						}
+					}
+					s, err := rt.NewSession(spec.Name, model, fixed(e.Inputs), fixed(e.Outputs), inference.SessionConfig{IntraOpThreads: threads})
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer s.Close()
+					in := s.Input(0)
+					for i := range in {
+						in[i] = float32(i%255) * spec.Scale
+					}
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						if err := s.Run(); err != nil {
+							b.Fatal(err)
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
+// engine opens an Engine at precision on the shared runtime.
+func engine(b *testing.B, precision string, threads int) *inference.Engine {
+	b.Helper()
+	rt := inference.SharedRuntime(b)
+	e, err := inference.New(rt, inference.Config{ModelsDir: filepath.Join(testenv.Root(b), "models"), Precision: precision, IntraOpThreads: threads})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// BenchmarkTrackingStep is one tracking step on a 640x480 frame: detect,
+// then facemesh on the face, including pre- and post-processing in Go.
+func BenchmarkTrackingStep(b *testing.B) {
+	frame := inference.Scaled(inference.Photo(b, "skimage/astronaut.png"), 0, 0, 512, 640, 480)
+	for _, prec := range []string{manifest.FP32, manifest.INT8, inference.PrecisionAuto} {
+		b.Run(prec+"/threads=1", func(b *testing.B) {
+			eng := engine(b, prec, 1)
+			defer eng.Close()
+			tr := inference.NewTracker(inference.TrackerConfig{})
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				dets, err := eng.Detect(frame)
+				if err != nil || len(dets) == 0 {
+					b.Fatalf("detect: %v, %d faces", err, len(dets))
+				}
+				if _, err := eng.Landmarks(frame, dets[0]); err != nil {
+					b.Fatal(err)
+				}
+				tr.Update(dets)
+			}
+		})
+	}
+}
+
+// BenchmarkRetrack is the tracking step between detections: facemesh on
+// the crop the previous landmarks give, no detector.
+func BenchmarkRetrack(b *testing.B) {
+	frame := inference.Scaled(inference.Photo(b, "skimage/astronaut.png"), 0, 0, 512, 640, 480)
+	eng := engine(b, manifest.FP32, 1)
+	defer eng.Close()
+	faces, err := eng.Analyze(frame)
+	if err != nil || len(faces) == 0 {
+		b.Fatalf("analyze: %v", err)
+	}
+	l := faces[0].Landmarks
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if l, err = eng.Retrack(frame, l); err != nil || l.Score < 0.5 {
+			b.Fatalf("retrack: %v, score %v", err, l)
+		}
+	}
+}
+
+// BenchmarkEmbed is alignment plus the embedding model for one face.
+func BenchmarkEmbed(b *testing.B) {
+	im := inference.Photo(b, "skimage/astronaut.png")
+	for _, prec := range []string{manifest.FP32, manifest.INT8} {
+		b.Run(prec+"/threads=1", func(b *testing.B) {
+			eng := engine(b, prec, 1)
+			defer eng.Close()
+			faces, err := eng.Analyze(im)
+			if err != nil || len(faces) == 0 {
+				b.Fatalf("analyze: %v", err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := eng.Embed(im, faces[0]); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,123 @@
+package inference
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/inference/manifest"
+)
+
+// int8CheckPhotos are registry photos kept apart from the INT8 calibration
+// set (glintctl models quantize calibrates on face-api samples 1-4).
+var int8CheckPhotos = []string{"face-api/sample5.jpg", "face-api/sample6.jpg", "skimage/astronaut.png", "opencv/messi5.jpg"}
+
+// TestInt8Accuracy checks the INT8 models against FP32 on the check photos:
+// detector boxes IoU ≥ 0.9, embedding cosine ≥ 0.99 on average and ≥ 0.98
+// at worst, anti-spoof (and liveness) score change ≤ 0.02, facemesh points
+// within 2% of the eye distance on average.
+func TestInt8Accuracy(t *testing.T) {
+	fp := testEngine(t)
+	man, err := manifest.Load(testenv.Models(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := man.Find("faceres", manifest.INT8); err != nil {
+		testenv.Require(t, filepath.Join(testenv.Models(t), "faceres.int8.onnx"), "INT8 models")
+	}
+	if _, err := man.Find("blazeface", manifest.INT8); err != nil {
+		// quantize.Float keeps the detector in float (its INT8 boxes
+		// missed this test's bar): the INT8 engine loads the FP32 file.
+		t.Log("detector: no INT8 model (kept FP32 on purpose); the IoU check below compares FP32 with itself")
+	}
+	q, err := New(shared.rt, Config{ModelsDir: testenv.Models(t), Precision: manifest.INT8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var cosSum, cosMin, spoofMax, iouMin, liveMax, meshMax float64 = 0, 1, 0, 1, 0, 0
+	n := 0
+	for _, p := range int8CheckPhotos {
+		im := photo(t, p)
+		ff, err := fp.Analyze(im)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qd, err := q.Detect(im)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, f := range ff {
+			best := 0.0
+			for _, d := range qd {
+				best = math.Max(best, IoU(f.Detection.Box, d.Box))
+			}
+			iouMin = math.Min(iouMin, best)
+			if best < 0.9 {
+				t.Errorf("%s face %d: best INT8 box IoU %.3f < 0.9", p, i, best)
+			}
+			// Embedding and anti-spoof on the same (FP32) face geometry, so
+			// only the model's precision differs.
+			ef, err := fp.Embed(im, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			eq, err := q.Embed(im, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := Cosine(ef, eq)
+			cosSum += c
+			cosMin = math.Min(cosMin, c)
+			n++
+			sf, err := fp.AntiSpoof(im, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sq, err := q.AntiSpoof(im, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spoofMax = math.Max(spoofMax, math.Abs(sf-sq))
+			lf, err := fp.Liveness(im, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lq, err := q.Liveness(im, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			liveMax = math.Max(liveMax, math.Abs(lf-lq))
+			// Landmarks: mean point displacement relative to the eye
+			// distance.
+			mq, err := q.Landmarks(im, f.Detection)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var d float64
+			for k, p := range f.Landmarks.Mesh {
+				d += math.Hypot(p.X-mq.Mesh[k].X, p.Y-mq.Mesh[k].Y)
+			}
+			meshMax = math.Max(meshMax, d/float64(len(f.Landmarks.Mesh))/f.Landmarks.Interocular)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no faces in the check photos")
+	}
+	mean := cosSum / float64(n)
+	t.Logf("%d faces: box IoU min %.3f; embedding cosine mean %.4f min %.4f; anti-spoof max change %.4f; liveness max change %.4f; landmarks mean shift max %.4f of the eye distance",
+		n, iouMin, mean, cosMin, spoofMax, liveMax, meshMax)
+	if mean < 0.99 || cosMin < 0.98 {
+		t.Errorf("embedding cosine INT8 vs FP32: mean %.4f (want ≥ 0.99), min %.4f (want ≥ 0.98)", mean, cosMin)
+	}
+	if spoofMax > 0.02 {
+		t.Errorf("anti-spoof score change %.4f > 0.02", spoofMax)
+	}
+	if liveMax > 0.02 {
+		t.Errorf("liveness score change %.4f > 0.02", liveMax)
+	}
+	if meshMax > 0.02 {
+		t.Errorf("landmarks moved %.4f of the eye distance on average (> 0.02)", meshMax)
+	}
+}

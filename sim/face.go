@@ -1,0 +1,306 @@
+package sim
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // face photos
+	_ "image/png"  // face photos
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ErrNoFace: a photo or a folder holds no usable face.
+var ErrNoFace = errors.New("no usable face")
+
+// Face is one face photo prepared for rendering: a crop around the face in
+// linear light, with the face box inside it.
+type Face struct {
+	// Name identifies the photo (path, plus #N for the N-th face of a
+	// group photo).
+	Name string
+	// W, H are the crop's size; Lin holds its linear RGB, row-major.
+	W, H int
+	Lin  [3][]float32
+	// Box is the face box in crop pixels: brow to chin, cheek to cheek.
+	Box Box
+}
+
+// Box is an axis-aligned rectangle in (sub)pixels.
+type Box struct{ X, Y, W, H float64 }
+
+// faceCropWidth is the face-box width a crop is scaled to: enough detail for
+// a 640x480 frame at the closest distance without keeping whole photos.
+const faceCropWidth = 224
+
+// registryFaces are hand-placed face boxes (fractions of the image size) for
+// the registry photos `make deps` fetches (scripts/faces.sh), keyed by the
+// file's SHA-256. The face-api demo photos are group pictures, where the
+// simple skin detector below cannot separate people, so each face is listed.
+// When the models issue lands, the landmark detector replaces this table.
+var registryFaces = map[string][]Box{
+	// @vladmandic/face-api demo/sample1.jpg .. sample6.jpg (384-px-wide thumbnail coordinates / 384 and / height)
+	"8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51": thumbBoxes(384, 256, [4]float64{82, 68, 46, 50}, [4]float64{165, 80, 45, 52}, [4]float64{295, 40, 45, 52}),
+	"7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691": thumbBoxes(384, 273, [4]float64{293, 35, 42, 57}),
+	"8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936": thumbBoxes(384, 270, [4]float64{118, 65, 44, 55}, [4]float64{213, 40, 42, 58}, [4]float64{300, 58, 40, 54}),
+	"729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc": thumbBoxes(384, 289, [4]float64{128, 15, 42, 50}, [4]float64{200, 45, 40, 53}, [4]float64{255, 25, 43, 57}),
+	"6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938": thumbBoxes(384, 279, [4]float64{150, 20, 40, 52}, [4]float64{222, 40, 36, 50}, [4]float64{283, 85, 42, 55}),
+	"9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87": thumbBoxes(384, 307, [4]float64{60, 88, 48, 60}, [4]float64{140, 55, 45, 57}, [4]float64{235, 48, 43, 60}, [4]float64{300, 55, 40, 55}),
+	// opencv-doc examples/data/messi5.jpg (548x342): a small face.
+	"1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9": thumbBoxes(274, 171, [4]float64{105, 40, 17, 22}),
+	// python3-skimage data/astronaut.png (512x512).
+	"88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5": thumbBoxes(256, 256, [4]float64{92, 38, 40, 54}),
+}
+
+func thumbBoxes(w, h float64, boxes ...[4]float64) []Box {
+	out := make([]Box, len(boxes))
+	for i, b := range boxes {
+		out[i] = Box{b[0] / w, b[1] / h, b[2] / w, b[3] / h}
+	}
+	return out
+}
+
+// sidecar is <photo>.face.json: face boxes in pixels, which override
+// detection for photos the skin detector gets wrong.
+type sidecar struct {
+	Faces [][4]float64 `json:"faces"`
+}
+
+// LoadFaces loads every usable face from the folders (any layout, JPEG and
+// PNG). A photo is usable when it has annotated face boxes (registry table or
+// sidecar) or when the skin detector finds exactly one face in it. Each
+// folder must yield at least one face.
+func LoadFaces(dirs []string) ([]*Face, error) {
+	var out []*Face
+	for _, dir := range dirs {
+		n0 := len(out)
+		var looked int
+		var reasons []string
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				return nil
+			}
+			switch strings.ToLower(filepath.Ext(path)) {
+			case ".jpg", ".jpeg", ".png":
+			default:
+				return nil
+			}
+			looked++
+			faces, err := LoadFace(path)
+			if err != nil {
+				if len(reasons) < 3 {
+					reasons = append(reasons, err.Error())
+				}
+				return nil
+			}
+			out = append(out, faces...)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("faces %s: %w", dir, err)
+		}
+		if len(out) == n0 {
+			msg := fmt.Sprintf("faces %s: %v: none of %d JPEG/PNG images has exactly one detectable face", dir, ErrNoFace, looked)
+			if len(reasons) > 0 {
+				msg += " (" + strings.Join(reasons, "; ") + ")"
+			}
+			return nil, errors.New(msg)
+		}
+	}
+	return out, nil
+}
+
+// LoadFace decodes one photo and returns its faces.
+func LoadFace(path string) ([]*Face, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("face %s: %w", path, err)
+	}
+	img, _, err := image.Decode(bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("face %s: decode: %w", path, err)
+	}
+	bw, bh := float64(img.Bounds().Dx()), float64(img.Bounds().Dy())
+	var boxes []Box
+	sum := sha256.Sum256(b)
+	if rel, ok := registryFaces[hex.EncodeToString(sum[:])]; ok {
+		for _, r := range rel {
+			boxes = append(boxes, Box{r.X * bw, r.Y * bh, r.W * bw, r.H * bh})
+		}
+	} else if sb, err := os.ReadFile(path + ".face.json"); err == nil {
+		var sc sidecar
+		dec := json.NewDecoder(bytes.NewReader(sb))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&sc); err != nil {
+			return nil, fmt.Errorf("face %s.face.json: %w", path, err)
+		}
+		for _, f := range sc.Faces {
+			boxes = append(boxes, Box{f[0], f[1], f[2], f[3]})
+		}
+	} else {
+		box, err := detectSkinFace(img)
+		if err != nil {
+			return nil, fmt.Errorf("face %s: %w", path, err)
+		}
+		boxes = []Box{box}
+	}
+	var out []*Face
+	for i, box := range boxes {
+		if box.W < 12 || box.H < 12 {
+			return nil, fmt.Errorf("face %s: face %d is %.0fx%.0f px: %w (too small)", path, i, box.W, box.H, ErrNoFace)
+		}
+		name := path
+		if len(boxes) > 1 {
+			name = fmt.Sprintf("%s#%d", path, i)
+		}
+		out = append(out, cropFace(name, img, box))
+	}
+	return out, nil
+}
+
+// cropFace resamples a region of 4 face widths by 4 face heights around the
+// box to faceCropWidth per face width, in linear light.
+func cropFace(name string, img image.Image, box Box) *Face {
+	s := faceCropWidth / box.W
+	cw, ch := int(4*box.W*s), int(4*box.H*s)
+	x0, y0 := box.X+box.W/2-2*box.W, box.Y+box.H/2-2*box.H
+	f := &Face{Name: name, W: cw, H: ch, Box: Box{(box.X - x0) * s, (box.Y - y0) * s, box.W * s, box.H * s}}
+	for c := range f.Lin {
+		f.Lin[c] = make([]float32, cw*ch)
+	}
+	rgba := toRGBA(img)
+	b := rgba.Bounds()
+	for y := 0; y < ch; y++ {
+		sy := y0 + (float64(y)+0.5)/s - 0.5
+		for x := 0; x < cw; x++ {
+			sx := x0 + (float64(x)+0.5)/s - 0.5
+			// Bilinear on a clamped grid; box filtering when shrinking is
+			// unnecessary at these scales for a simulation.
+			ix, iy := math.Floor(sx), math.Floor(sy)
+			fx, fy := float32(sx-ix), float32(sy-iy)
+			var acc [3]float32
+			for k := 0; k < 4; k++ {
+				px, py := int(ix)+k&1, int(iy)+k>>1
+				px = min(max(px, b.Min.X), b.Max.X-1)
+				py = min(max(py, b.Min.Y), b.Max.Y-1)
+				w := (1 - fx) * (1 - fy)
+				switch k {
+				case 1:
+					w = fx * (1 - fy)
+				case 2:
+					w = (1 - fx) * fy
+				case 3:
+					w = fx * fy
+				}
+				o := rgba.PixOffset(px, py)
+				for c := 0; c < 3; c++ {
+					acc[c] += w * srgbToLinear[rgba.Pix[o+c]]
+				}
+			}
+			for c := 0; c < 3; c++ {
+				f.Lin[c][y*cw+x] = acc[c]
+			}
+		}
+	}
+	return f
+}
+
+func toRGBA(img image.Image) *image.RGBA {
+	if m, ok := img.(*image.RGBA); ok {
+		return m
+	}
+	b := img.Bounds()
+	m := image.NewRGBA(b)
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X; x < b.Max.X; x++ {
+			r, g, bb, _ := img.At(x, y).RGBA()
+			o := m.PixOffset(x, y)
+			m.Pix[o], m.Pix[o+1], m.Pix[o+2], m.Pix[o+3] = uint8(r>>8), uint8(g>>8), uint8(bb>>8), 255
+		}
+	}
+	return m
+}
+
+// detectSkinFace finds a face box by skin colour, the documented stop-gap
+// until the landmark model is wired in: pixels whose chroma lies in the skin
+// cluster (Cb 77–127, Cr 133–173, the classic Chai & Ngan bounds) on a
+// ≤160-px thumbnail, 4-connected components, and the components that are
+// face-shaped (aspect 0.8–2.6, ≥45% filled, ≥1% of the image). Exactly one
+// such component, or one clearly larger than any other, is a face; the box
+// is cut to 1.3x its width to drop the neck.
+func detectSkinFace(img image.Image) (Box, error) {
+	b := img.Bounds()
+	step := max(1, max(b.Dx(), b.Dy())/160)
+	w, h := b.Dx()/step, b.Dy()/step
+	skin := make([]bool, w*h)
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			r, g, bb, _ := img.At(b.Min.X+x*step, b.Min.Y+y*step).RGBA()
+			R, G, B := float64(r>>8), float64(g>>8), float64(bb>>8)
+			Y := 0.299*R + 0.587*G + 0.114*B
+			cb := 128 - 0.168736*R - 0.331264*G + 0.5*B
+			cr := 128 + 0.5*R - 0.418688*G - 0.081312*B
+			skin[y*w+x] = Y > 50 && cb >= 77 && cb <= 127 && cr >= 133 && cr <= 173
+		}
+	}
+	type comp struct {
+		area           int
+		x0, y0, x1, y1 int
+	}
+	var comps []comp
+	seen := make([]bool, w*h)
+	stack := []int{}
+	for i := range skin {
+		if !skin[i] || seen[i] {
+			continue
+		}
+		c := comp{x0: w, y0: h, x1: -1, y1: -1}
+		seen[i] = true
+		stack = append(stack[:0], i)
+		for len(stack) > 0 {
+			j := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			x, y := j%w, j/w
+			c.area++
+			c.x0, c.y0, c.x1, c.y1 = min(c.x0, x), min(c.y0, y), max(c.x1, x), max(c.y1, y)
+			for _, n := range [4]int{j - 1, j + 1, j - w, j + w} {
+				if n < 0 || n >= len(skin) || seen[n] || !skin[n] {
+					continue
+				}
+				if (n == j-1 && x == 0) || (n == j+1 && x == w-1) {
+					continue
+				}
+				seen[n] = true
+				stack = append(stack, n)
+			}
+		}
+		cw, ch := c.x1-c.x0+1, c.y1-c.y0+1
+		aspect := float64(ch) / float64(cw)
+		fill := float64(c.area) / float64(cw*ch)
+		if c.area*100 >= w*h && aspect >= 0.8 && aspect <= 2.6 && fill >= 0.45 {
+			comps = append(comps, c)
+		}
+	}
+	if len(comps) == 0 {
+		return Box{}, fmt.Errorf("%w: no face-shaped skin region (add a .face.json sidecar)", ErrNoFace)
+	}
+	sort.Slice(comps, func(i, j int) bool { return comps[i].area > comps[j].area })
+	if len(comps) > 1 && comps[1].area*2 > comps[0].area {
+		return Box{}, fmt.Errorf("%w: %d face-sized skin regions, want one (add a .face.json sidecar)", ErrNoFace, len(comps))
+	}
+	c := comps[0]
+	bw := float64(c.x1-c.x0+1) * float64(step)
+	bh := math.Min(float64(c.y1-c.y0+1)*float64(step), 1.3*bw)
+	return Box{float64(b.Min.X + c.x0*step), float64(b.Min.Y + c.y0*step), bw, bh}, nil
+}
