@@ -54,6 +54,9 @@ type APIConfig struct {
 	Camera CameraStatus
 	// Guard, when set, reports the device-guard state in /healthz.
 	Guard GuardStatus
+	// Components adds named sections to /healthz (e.g. "sync": the link
+	// to the hub), each read when the request comes.
+	Components map[string]func() any
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -121,6 +124,16 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	}))
 	a.handler = mux
 	return a, nil
+}
+
+// AddComponent adds a named section to /healthz; call it before Start.
+func (a *API) AddComponent(name string, read func() any) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg.Components == nil {
+		a.cfg.Components = map[string]func() any{}
+	}
+	a.cfg.Components[name] = read
 }
 
 // Registry is the daemon's metrics registry, for other components to
@@ -288,6 +301,8 @@ type Health struct {
 	// critical risk does not make the daemon unhealthy: sessions are
 	// refused instead, with the reason.
 	Guard *device.ReportSummary `json:"guard,omitempty"`
+	// Components holds the sections of APIConfig.Components.
+	Components map[string]any `json:"components,omitempty"`
 }
 
 // CameraHealth is the camera part of Health.
@@ -330,6 +345,15 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	if a.cfg.Guard != nil {
 		sum := a.cfg.Guard.Last().Summary()
 		h.Guard = &sum
+	}
+	a.mu.Lock()
+	components := a.cfg.Components
+	a.mu.Unlock()
+	if len(components) > 0 {
+		h.Components = make(map[string]any, len(components))
+		for name, read := range components {
+			h.Components[name] = read()
+		}
 	}
 	if st.Format != (capture.Format{}) {
 		h.Camera.PixelFormat = st.Format.PixelFormat.String()

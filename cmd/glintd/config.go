@@ -12,6 +12,7 @@ import (
 	"github.com/glintdev/glint/device"
 	"github.com/glintdev/glint/internal/config"
 	"github.com/glintdev/glint/session"
+	"github.com/glintdev/glint/sync/agent"
 )
 
 // envPrefix prefixes environment overrides: GLINT_CAMERA_FPS=15.
@@ -30,6 +31,7 @@ type Config struct {
 	Service    ServiceConfig    `yaml:"service" doc:"Interaction with the service manager (systemd)."`
 	Guard      GuardConfig      `yaml:"guard" doc:"Device guard: integrity signals about the camera, the platform and the running code (docs/device-guard.md)."`
 	GPIO       GPIOConfig       `yaml:"gpio" doc:"Gate hardware on GPIO: relay, tamper switch, status LEDs (docs/gpio.md). Empty pin names: no such line."`
+	Sync       agent.Config     `yaml:"sync" doc:"Signed results: the device key, the durable outbox and the MQTT link to glint-hub (docs/hub.md)."`
 	StateDir   string           `yaml:"state_dir" required:"true" doc:"Directory for persistent state (keys, outbox); systemd's StateDirectory."`
 }
 
@@ -216,6 +218,7 @@ func defaultConfig() Config {
 		Service:    ServiceConfig{ShutdownTimeout: 5 * time.Second, Watchdog: true},
 		Guard:      GuardConfig{Interval: time.Minute, MaxClockSkew: 30 * time.Second, Severity: map[string]string{}},
 		GPIO:       GPIOConfig{RelayPulse: time.Second, Debounce: 50 * time.Millisecond},
+		Sync:       agent.Defaults(),
 		StateDir:   "/var/lib/glint",
 	}
 }

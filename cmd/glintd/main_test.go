@@ -321,6 +321,12 @@ state_dir: %s
 	if h.Guard == nil || h.Guard.CheckedAt.IsZero() {
 		t.Errorf("healthz without the guard summary: %+v", h.Guard)
 	}
+	// The sync agent created the device key (0600) and the outbox in the
+	// state directory; with no broker configured it queues offline.
+	sy, _ := h.Components["sync"].(map[string]any)
+	if sy == nil || sy["key_id"] == "" || sy["enabled"] != false {
+		t.Errorf("healthz sync section: %v", h.Components["sync"])
+	}
 	eventually(t, "frames captured", func() bool { return scrape(t, c)["glint_frames_captured_total"] > 5 })
 	m := scrape(t, c)
 	for _, name := range []string{"glint_guard_risk", "glint_guard_checks_total", "glint_camera_fps", "glint_camera_reconnects_total", `glint_frames_dropped_total{reason="sequence_gap"}`, "go_goroutines", "process_resident_memory_bytes"} {

@@ -15,6 +15,8 @@ import (
 	"github.com/glintdev/glint/internal/buildinfo"
 	"github.com/glintdev/glint/internal/service"
 	"github.com/glintdev/glint/session"
+	"github.com/glintdev/glint/sync/agent"
+	"github.com/glintdev/glint/sync/outbox"
 )
 
 // newLogger logs JSON when asked to or when systemd's journal reads stderr,
@@ -127,6 +129,30 @@ func newGuard(cfg Config, src capture.Source, gate *device.GPIO) (*device.Guard,
 	return device.NewGuard(gc)
 }
 
+// SyncHealth is the "sync" section of /healthz.
+type SyncHealth struct {
+	// KeyID is the device key's ID (the COSE kid of every result).
+	KeyID string `json:"key_id"`
+	// Enabled is false when no broker is configured: results are signed
+	// and queued, not sent.
+	Enabled    bool         `json:"enabled"`
+	Connected  bool         `json:"connected"`
+	Since      time.Time    `json:"since,omitzero"`
+	LastError  string       `json:"last_error,omitempty"`
+	Outbox     outbox.Stats `json:"outbox"`
+	Published  uint64       `json:"published"`
+	Receipts   uint64       `json:"receipts"`
+	Reconnects uint64       `json:"reconnects"`
+}
+
+func syncHealth(a *agent.Agent, enabled bool) SyncHealth {
+	st := a.Status()
+	return SyncHealth{
+		KeyID: a.Key().ID, Enabled: enabled, Connected: st.Connected, Since: st.Since, LastError: st.LastError,
+		Outbox: a.Outbox().Stats(), Published: st.Published, Receipts: st.Receipts, Reconnects: st.Reconnects,
+	}
+}
+
 // errShutdownDeadline: the clean stop took longer than allowed.
 var errShutdownDeadline = errors.New("shutdown deadline exceeded")
 
@@ -204,6 +230,15 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 	if err := monitor.Register(api.Registry()); err != nil {
 		return err
 	}
+	// The device key, the outbox and the link to the hub. A key readable by
+	// others stops the daemon here: it must not sign anything with it.
+	syncAgent, err := agent.New(cfg.StateDir, cfg.Sync, buildinfo.Version, api.Registry(), log.With("component", "sync"))
+	if err != nil {
+		return err
+	}
+	defer syncAgent.Close()
+	syncEnabled := cfg.Sync.BrokerURL != "" && cfg.Sync.DeviceID != ""
+	api.AddComponent("sync", func() any { return syncHealth(syncAgent, syncEnabled) })
 	if err := api.Start(); err != nil {
 		return err
 	}
@@ -234,6 +269,13 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 		}()
 		_ = gate.SetStatus(device.StatusReady)
 	}
+	helpers.Add(1)
+	go func() {
+		defer helpers.Done()
+		if err := syncAgent.Run(camCtx); err != nil {
+			log.Error("sync", "err", err)
+		}
+	}()
 	defer helpers.Wait()
 	watchCtx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
