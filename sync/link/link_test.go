@@ -202,6 +202,18 @@ func TestLinkMosquitto(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// The retained "offline" status is published on the way out and
+	// reaches the hub's subscription asynchronously: wait for it.
+	waitFor(t, 10*time.Second, "offline status", func() bool {
+		hub.mu.Lock()
+		defer hub.mu.Unlock()
+		for _, s := range hub.statuses {
+			if s.DeviceID == devID && s.State == "offline" {
+				return true
+			}
+		}
+		return false
+	})
 	hub.mu.Lock()
 	defer hub.mu.Unlock()
 	for seq := uint64(1); seq <= n+1; seq++ {
