@@ -526,3 +526,25 @@ state_dir: %s
 		t.Errorf("exit code %d", exit)
 	}
 }
+
+// TestRefusesKeyReadableByOthers: a device key that group or others can
+// read may have leaked; glintd must not sign anything with it.
+func TestRefusesKeyReadableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "state")
+	frames := filepath.Join(dir, "frames")
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(state, "device.key"), "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n")
+	if err := os.Chmod(filepath.Join(state, "device.key"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "glintd.yaml")
+	writeFile(t, cfg, fmt.Sprintf("api:\n  socket: %s\ncamera:\n  source: file\n  file:\n    path: %s\nstate_dir: %s\n",
+		filepath.Join(dir, "glintd.sock"), frames, state))
+	code, _, stderr := runGlintd(t, nil, "--config", cfg)
+	if code != 1 || !strings.Contains(stderr, "accessible by group or others") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
