@@ -100,7 +100,7 @@ bench-inference:
 
 # Liveness evaluation on the simulator (ISO/IEC 30107-3 report in
 # .cache/eval): the registry photos, plus ../shared/faces when it exists.
-# EVAL_N attempts per presentation kind; see docs/eval.md.
+# EVAL_N attempts per presentation kind; see docs/sim.md.
 EVAL_N ?= 100
 .PHONY: eval bench-sim
 eval: deps
@@ -112,4 +112,4 @@ eval: deps
 
 # Simulator render benchmark (docs/sim.md): frames/s at 640x480 on one core.
 bench-sim:
-	$(GO) test -run '^$$' -bench . -cpu 1 ./sim
+	$(GO) test -run '^$$' -bench . -cpu 1 ./sim/...

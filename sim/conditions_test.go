@@ -1,9 +1,11 @@
 package sim
 
 import (
+	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -72,5 +74,47 @@ func TestLoadFacesErrors(t *testing.T) {
 	}
 	if _, err := LoadFaces([]string{filepath.Join(dir, "missing")}); err == nil {
 		t.Fatal("missing folder: no error")
+	}
+}
+
+// TestConditionsDocumented: every conditions key appears in
+// docs/eval-conditions.md.
+func TestConditionsDocumented(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "eval-conditions.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ := reflect.TypeOf(Conditions{})
+	for i := 0; i < typ.NumField(); i++ {
+		key := strings.Split(typ.Field(i).Tag.Get("yaml"), ",")[0]
+		if !strings.Contains(string(doc), "`"+key+"`") {
+			t.Errorf("conditions key %q is not documented in docs/eval-conditions.md", key)
+		}
+	}
+}
+
+// TestExtremeConditionsRender: attempts drawn at the limits of every range
+// build and render without failing.
+func TestExtremeConditionsRender(t *testing.T) {
+	c := DefaultConditions()
+	c.Width, c.Height = 48, 36
+	c.AmbientLux, c.DistanceM, c.MotionPx, c.RotationDeg = Range{0, 100000}, Range{0.15, 2}, Range{0, 40}, Range{0, 20}
+	c.FaceOffset, c.ExposureMs, c.ReadoutMs, c.FrameJitterMs = Range{-0.3, 0.3}, Range{0.1, 1000}, Range{0, 100}, Range{0, 20}
+	c.FlickerProbability, c.BlinkProb, c.FlickerDepth = 1, 1, Range{1, 1}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	face := drawnFace()
+	rng := rand.New(rand.NewPCG(7, 7))
+	for i := 0; i < 28; i++ {
+		sp := append([]Species{BonaFide}, AttackSpecies...)[i%7]
+		p := c.Draw(rng, sp)
+		p.AutoExposure = i%2 == 0
+		a := newTestAttempt(t, face, p, uint64(i))
+		for k := 0; k < 3; k++ {
+			if _, err := a.Camera.ReadFrame(context.Background()); err != nil {
+				t.Fatalf("attempt %d (%s): %v", i, sp, err)
+			}
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/draw"
 	_ "image/jpeg" // face photos
 	_ "image/png"  // face photos
 	"io/fs"
@@ -39,7 +40,7 @@ type Box struct{ X, Y, W, H float64 }
 
 // faceCropWidth is the face-box width a crop is scaled to: enough detail for
 // a 640x480 frame at the closest distance without keeping whole photos.
-const faceCropWidth = 224
+const faceCropWidth = 160
 
 // registryFaces are hand-placed face boxes (fractions of the image size) for
 // the registry photos `make deps` fetches (scripts/faces.sh), keyed by the
@@ -222,13 +223,7 @@ func toRGBA(img image.Image) *image.RGBA {
 	}
 	b := img.Bounds()
 	m := image.NewRGBA(b)
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			r, g, bb, _ := img.At(x, y).RGBA()
-			o := m.PixOffset(x, y)
-			m.Pix[o], m.Pix[o+1], m.Pix[o+2], m.Pix[o+3] = uint8(r>>8), uint8(g>>8), uint8(bb>>8), 255
-		}
-	}
+	draw.Draw(m, b, img, b.Min, draw.Src) // fast paths for YCbCr and paletted images
 	return m
 }
 

@@ -88,7 +88,9 @@ func TestRealismChromaCorrelation(t *testing.T) {
 	face := testFace(t)
 	for seed := uint64(1); seed <= 3; seed++ {
 		p := DefaultParams()
-		p.Width, p.Height = 320, 240
+		if seed > 1 { // the first at the default 640x480, the others smaller for speed
+			p.Width, p.Height = 320, 240
+		}
 		p.MotionPhase = float64(seed) * 0.17
 		a := newTestAttempt(t, face, p, seed)
 		rec, err := Drive(context.Background(), a, testChallenge(t, seed), 300*time.Millisecond, 100*time.Millisecond)
@@ -100,7 +102,7 @@ func TestRealismChromaCorrelation(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := Correlation(m, e)
-		t.Logf("seed %d: correlation %.3f over %d frames", seed, r, len(m))
+		t.Logf("seed %d (%dx%d): correlation %.3f over %d frames", seed, p.Width, p.Height, r, len(m))
 		if r < 0.8 || r > 0.97 {
 			t.Errorf("seed %d: correlation %.3f outside 0.8..0.97", seed, r)
 		}
@@ -419,4 +421,38 @@ func drawnBlankPNG(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// TestRealismCorrelationFalls: the correlation falls with a smaller screen
+// or a greater distance, as measured on real faces.
+func TestRealismCorrelationFalls(t *testing.T) {
+	face := testFace(t)
+	corr := func(dist, screenW, screenH float64) float64 {
+		var sum float64
+		for seed := uint64(1); seed <= 2; seed++ {
+			p := DefaultParams()
+			p.Width, p.Height = 320, 240
+			p.DistanceM, p.ScreenWM, p.ScreenHM = dist, screenW, screenH
+			p.MotionPhase = float64(seed) * 0.17
+			a := newTestAttempt(t, face, p, seed)
+			rec, err := Drive(context.Background(), a, testChallenge(t, seed), 300*time.Millisecond, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, e, err := ChromaResponse(rec, a.Scene.Face, p.Exposure, p.Readout, p.Height)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum += Correlation(m, e) / 2
+		}
+		return sum
+	}
+	d := DefaultParams()
+	base := corr(d.DistanceM, d.ScreenWM, d.ScreenHM)
+	far := corr(0.8, d.ScreenWM, d.ScreenHM)
+	phone := corr(d.DistanceM, 0.07, 0.14)
+	t.Logf("correlation: tablet at 60 cm %.3f, at 80 cm %.3f, phone-size screen at 60 cm %.3f", base, far, phone)
+	if far >= base || phone >= base {
+		t.Errorf("correlation does not fall: %.3f at 60 cm, %.3f at 80 cm, %.3f with a phone-size screen", base, far, phone)
+	}
 }

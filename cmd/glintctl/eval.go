@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -77,7 +78,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var bar *progressBar
 	if !*quiet {
-		bar = &progressBar{w: stderr, start: time.Now()}
+		bar = &progressBar{w: stderr, start: time.Now(), tty: isTerminal(stderr)}
 		cfg.Progress = bar.update
 	}
 	rep, err := eval.Run(ctx, cfg)
@@ -96,20 +97,40 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// progressBar draws "[=====>    ] done/total rate ETA" on one line.
+// progressBar draws "[=====     ] done/total rate ETA" on one line of a
+// terminal, or a line per 10% into a log.
 type progressBar struct {
 	w     io.Writer
 	start time.Time
+	tty   bool
 	mu    sync.Mutex
 	last  time.Time
+	tenth int
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func (b *progressBar) update(done, total int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := time.Now()
-	if done < total && now.Sub(b.last) < 200*time.Millisecond {
-		return
+	if b.tty {
+		if done < total && now.Sub(b.last) < 200*time.Millisecond {
+			return
+		}
+	} else {
+		t := 10 * done / max(total, 1)
+		if t == b.tenth {
+			return
+		}
+		b.tenth = t
 	}
 	b.last = now
 	const width = 30
@@ -118,7 +139,16 @@ func (b *progressBar) update(done, total int) {
 	el := now.Sub(b.start).Seconds()
 	rate := float64(done) / max(el, 1e-9)
 	eta := time.Duration(float64(total-done)/max(rate, 1e-9)) * time.Second
-	fmt.Fprintf(b.w, "\r[%s] %d/%d attempts  %.1f/s  ETA %v   ", bar, done, total, rate, eta.Round(time.Second))
+	line := fmt.Sprintf("[%s] %d/%d attempts  %.1f/s  ETA %v", bar, done, total, rate, eta.Round(time.Second))
+	if b.tty {
+		fmt.Fprintf(b.w, "\r%s   ", line)
+	} else {
+		fmt.Fprintln(b.w, line)
+	}
 }
 
-func (b *progressBar) finish() { fmt.Fprintln(b.w) }
+func (b *progressBar) finish() {
+	if b.tty {
+		fmt.Fprintln(b.w)
+	}
+}

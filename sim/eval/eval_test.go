@@ -17,7 +17,9 @@ import (
 
 // testFaces writes a drawn portrait (skin oval, eyes, mouth on a grey wall)
 // that the skin detector finds, and loads it.
-func testFaces(t *testing.T) []*sim.Face {
+func testFaces(t *testing.T) []*sim.Face { return drawnFaces(t) }
+
+func drawnFaces(t testing.TB) []*sim.Face {
 	t.Helper()
 	dir := t.TempDir()
 	img := image.NewRGBA(image.Rect(0, 0, 200, 200))
@@ -145,5 +147,17 @@ func TestMetrics(t *testing.T) {
 	}
 	if r.APCERMaxSpecies != "print" {
 		t.Errorf("apcer_max species %q", r.APCERMaxSpecies)
+	}
+}
+
+// BenchmarkBaselineAttempt is one whole bona fide attempt at 640x480: scene
+// build, warm-up, a flashmark challenge, scoring.
+func BenchmarkBaselineAttempt(b *testing.B) {
+	face := drawnFaces(b)
+	c := sim.DefaultConditions()
+	for i := 0; b.Loop(); i++ {
+		if _, err := runAttempt(context.Background(), Config{Faces: face, Conditions: c, Scorer: Baseline{}}, job{index: i, species: sim.BonaFide, seed: uint64(i)}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -82,7 +82,7 @@ type probitTicks struct{}
 
 func (probitTicks) Ticks(min, max float64) []plot.Tick {
 	var out []plot.Tick
-	for _, v := range []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99} {
+	for _, v := range []float64{0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.99} {
 		if v >= min && v <= max {
 			out = append(out, plot.Tick{Value: v, Label: strings.TrimSuffix(fmt.Sprintf("%.1f", 100*v), ".0") + "%"})
 		}
