@@ -47,7 +47,8 @@ test-arm64: build-arm64
 	file $(BIN)/arm64/glintd | grep -q 'ARM aarch64.*dynamically linked'
 	qemu-aarch64-static -L /usr/aarch64-linux-gnu $(BIN)/arm64/glintd version
 
-# Capture tests inside Debian's own kernel under qemu-system (TCG): vivid and v4l2loopback.
+# Tests inside Debian's own kernel under qemu-system (TCG): capture with vivid
+# and v4l2loopback, the device guard, the framebuffer display with vfb.
 test-v4l2:
 	$(GO) test -count=1 -v -timeout 10m ./internal/vmtest
 
@@ -55,8 +56,8 @@ test-v4l2:
 test-systemd:
 	$(GO) test -count=1 ./systemd
 
-bench: bench-sync bench-inference
-	$(GO) test -run '^$$' -bench . -benchmem ./capture
+bench: bench-sync bench-inference bench-sim
+	$(GO) test -run '^$$' -bench . -benchmem ./capture ./flashmark
 
 lint:
 	@files=$$(gofmt -l $$(find . -name '*.go' -not -path './.cache/*')); \
