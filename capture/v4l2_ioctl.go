@@ -6,6 +6,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/glintdev/glint/internal/linuxsys"
 )
 
 // The raw V4L2 ioctls that github.com/blackjack/webcam does not expose:
@@ -104,34 +106,21 @@ var (
 	_ [unsafe.Sizeof(v4l2Buffer{}) - 88]struct{}
 )
 
-func ioctl(fd uintptr, req uintptr, arg unsafe.Pointer) error {
-	for {
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(arg))
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return errno
-		}
-		return nil
-	}
-}
-
 func queryCap(fd uintptr) (v4l2Capability, error) {
 	var c v4l2Capability
-	err := ioctl(fd, vidiocQueryCap, unsafe.Pointer(&c))
+	err := linuxsys.Ioctl(fd, vidiocQueryCap, unsafe.Pointer(&c))
 	return c, err
 }
 
 func getPixFormat(fd uintptr) (v4l2PixFormat, error) {
 	f := v4l2Format{Type: bufTypeVideoCapture}
-	err := ioctl(fd, vidiocGFmt, unsafe.Pointer(&f))
+	err := linuxsys.Ioctl(fd, vidiocGFmt, unsafe.Pointer(&f))
 	return f.Pix, err
 }
 
 func queryBuffer(fd uintptr, index uint32) (v4l2Buffer, error) {
 	b := v4l2Buffer{Index: index, Type: bufTypeVideoCapture, Memory: memoryMMAP}
-	err := ioctl(fd, vidiocQueryBuf, unsafe.Pointer(&b))
+	err := linuxsys.Ioctl(fd, vidiocQueryBuf, unsafe.Pointer(&b))
 	return b, err
 }
 

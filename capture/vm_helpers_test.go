@@ -25,6 +25,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/glintdev/glint/internal/linuxsys"
 )
 
 // vmRequire skips the test unless it runs inside the VM, where /init sets
@@ -206,7 +208,7 @@ func vmSetOutputFormat(fd int, width, height, fourcc, sizeImage uint32) (v4l2Pix
 	f := v4l2Format{Type: vmBufTypeVideoOutput}
 	f.Pix = v4l2PixFormat{Width: width, Height: height, PixelFormat: fourcc,
 		Field: vmFieldNone, SizeImage: sizeImage}
-	if err := ioctl(uintptr(fd), vmVidiocSFmt, unsafe.Pointer(&f)); err != nil {
+	if err := linuxsys.Ioctl(uintptr(fd), vmVidiocSFmt, unsafe.Pointer(&f)); err != nil {
 		return v4l2PixFormat{}, fmt.Errorf("VIDIOC_S_FMT output %dx%d: %w", width, height, err)
 	}
 	return f.Pix, nil

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/glintdev/glint/internal/linuxsys"
 )
 
 // The Linux framebuffer backend: the whole screen filled with one colour
@@ -167,34 +169,21 @@ func OpenFramebuffer(cfg FramebufferConfig) (*Framebuffer, error) {
 	}
 	// Probe vsync support once: drivers without it answer ENOTTY/EINVAL.
 	var crtc uint32
-	fb.vsync = ioctl(f.Fd(), fbioWaitForVSync, unsafe.Pointer(&crtc)) == nil
+	fb.vsync = linuxsys.Ioctl(f.Fd(), fbioWaitForVSync, unsafe.Pointer(&crtc)) == nil
 	fb.row = make([]byte, fb.geom.Width*fb.geom.BitsPerPixel/8)
 	return fb, nil
 }
 
-func ioctl(fd uintptr, req uintptr, arg unsafe.Pointer) error {
-	for {
-		_, _, errno := unix.Syscall(unix.SYS_IOCTL, fd, req, uintptr(arg))
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return errno
-		}
-		return nil
-	}
-}
-
 func queryGeometry(fd uintptr) (FBGeometry, error) {
 	var v fbVarScreenInfo
-	if err := ioctl(fd, fbioGetVScreenInfo, unsafe.Pointer(&v)); err != nil {
+	if err := linuxsys.Ioctl(fd, fbioGetVScreenInfo, unsafe.Pointer(&v)); err != nil {
 		if errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.EINVAL) {
 			return FBGeometry{}, fmt.Errorf("%w (FBIOGET_VSCREENINFO: %v)", ErrNotFramebuffer, err)
 		}
 		return FBGeometry{}, fmt.Errorf("FBIOGET_VSCREENINFO: %w", err)
 	}
 	var fx fbFixScreenInfo
-	if err := ioctl(fd, fbioGetFScreenInfo, unsafe.Pointer(&fx)); err != nil {
+	if err := linuxsys.Ioctl(fd, fbioGetFScreenInfo, unsafe.Pointer(&fx)); err != nil {
 		return FBGeometry{}, fmt.Errorf("FBIOGET_FSCREENINFO: %w", err)
 	}
 	g := FBGeometry{
@@ -231,7 +220,7 @@ func (fb *Framebuffer) Show(ctx context.Context, c RGB) (Presentation, error) {
 	if fb.mem == nil {
 		return Presentation{}, errors.New("framebuffer: closed")
 	}
-	requested := monotonic()
+	requested := linuxsys.Monotonic()
 	// Build one row, then copy it into every visible row.
 	px := fb.geom.pixel(c)
 	for i := 0; i < len(fb.row); i += len(px) {
@@ -247,14 +236,14 @@ func (fb *Framebuffer) Show(ctx context.Context, c RGB) (Presentation, error) {
 		// The blank after the write starts the first refresh that scans
 		// the new colour out.
 		var crtc uint32
-		if err := ioctl(fb.f.Fd(), fbioWaitForVSync, unsafe.Pointer(&crtc)); err != nil {
+		if err := linuxsys.Ioctl(fb.f.Fd(), fbioWaitForVSync, unsafe.Pointer(&crtc)); err != nil {
 			return Presentation{}, fmt.Errorf("framebuffer: wait for vsync: %w", err)
 		}
-		p.Presented = monotonic()
+		p.Presented = linuxsys.Monotonic()
 	} else {
 		// Without vsync the scan-out that shows the colour starts within
 		// one refresh period of the write.
-		p.Presented = monotonic() + time.Duration(float64(time.Second)/fb.geom.RefreshHz)
+		p.Presented = linuxsys.Monotonic() + time.Duration(float64(time.Second)/fb.geom.RefreshHz)
 	}
 	return p, nil
 }
@@ -272,15 +261,6 @@ func (fb *Framebuffer) Close() error {
 		err = cerr
 	}
 	return err
-}
-
-// monotonic reads CLOCK_MONOTONIC, the timeline of capture timestamps.
-func monotonic() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return time.Duration(ts.Nano())
 }
 
 var _ Display = (*Framebuffer)(nil)
