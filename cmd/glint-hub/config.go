@@ -131,6 +131,25 @@ func readSecret(key, path string) (string, error) {
 	return s, nil
 }
 
+// storeSource returns the configured database engine and data source,
+// reading store.dsn_file.
+func storeSource(c Config) (store.Dialect, string, error) {
+	switch c.Store.Driver {
+	case "sqlite":
+		if c.Store.Path == "" {
+			return store.SQLite, filepath.Join(c.StateDir, "hub.db"), nil
+		}
+		return store.SQLite, c.Store.Path, nil
+	case "postgres":
+		if c.Store.DSNFile != "" {
+			dsn, err := readSecret("store.dsn_file", c.Store.DSNFile)
+			return store.Postgres, dsn, err
+		}
+		return store.Postgres, c.Store.DSN, nil
+	}
+	return "", "", fmt.Errorf("store.driver %q: unknown (sqlite or postgres)", c.Store.Driver)
+}
+
 // hubConfig turns the file into the hub's runtime configuration, reading
 // secrets and certificates.
 func hubConfig(c Config) (hub.Config, error) {
@@ -139,21 +158,9 @@ func hubConfig(c Config) (hub.Config, error) {
 		BrokerURL: c.MQTT.BrokerURL, BrokerUsername: c.MQTT.Username, EmbeddedAddr: c.MQTT.EmbeddedAddr,
 		APIAddr: c.API.Addr, BatchSize: c.Ingest.BatchSize, BatchWait: c.Ingest.BatchWait, MaxFutureSkew: c.Ingest.MaxFutureSkew,
 	}
-	switch c.Store.Driver {
-	case "sqlite":
-		h.Dialect, h.DSN = store.SQLite, c.Store.Path
-		if h.DSN == "" {
-			h.DSN = filepath.Join(c.StateDir, "hub.db")
-		}
-	case "postgres":
-		h.Dialect, h.DSN = store.Postgres, c.Store.DSN
-		if c.Store.DSNFile != "" {
-			dsn, err := readSecret("store.dsn_file", c.Store.DSNFile)
-			if err != nil {
-				return h, err
-			}
-			h.DSN = dsn
-		}
+	var err error
+	if h.Dialect, h.DSN, err = storeSource(c); err != nil {
+		return h, err
 	}
 	if c.MQTT.PasswordFile != "" {
 		p, err := readSecret("mqtt.password_file", c.MQTT.PasswordFile)

@@ -7,6 +7,8 @@
 //
 //	glint-hub [--config FILE]        run the hub (default /etc/glint-hub/glint-hub.yaml)
 //	glint-hub key [--config FILE]    print the hub's receipt-signing public key (PEM), creating it if needed
+//	glint-hub mosquitto-config [--config FILE] --out DIR [options]
+//	                                 write a Mosquitto ACL, password file and glint.conf for the registered devices
 //	glint-hub config check [FILE]    validate a configuration; exit 0 if valid, 2 if not
 //	glint-hub config defaults [--markdown] print every key with its default and description
 //	glint-hub version                print the version
@@ -40,6 +42,10 @@ const (
 const usage = `usage:
   glint-hub [--config FILE]        run the hub (default %s)
   glint-hub key [--config FILE]    print the hub's receipt-signing public key (PEM)
+  glint-hub mosquitto-config [--config FILE] --out DIR [--port N] [--bind ADDR]
+      [--cafile F --certfile F --keyfile F] [--broker-dir DIR] [--rotate DEVICE]...
+                                   write Mosquitto's ACL, password file and glint.conf
+                                   for the registered devices, and new device secrets
   glint-hub config check [FILE]    validate a configuration (exit 0 valid, 2 invalid)
   glint-hub config defaults [--markdown]
                                    print every key with its default and description
@@ -60,6 +66,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		case "config":
 			return configCommand(args[1:], stdout, stderr)
+		case "mosquitto-config":
+			return mosquittoCommand(args[1:], stdout, stderr)
 		case "key":
 			cmd, args = "key", args[1:]
 		}

@@ -57,4 +57,14 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX quarantine_reason ON quarantine (reason, received_ns)`,
 	}},
+	{2, "broker credentials", []string{
+		// Mosquitto password hashes ($7$ PBKDF2-SHA512) by MQTT username,
+		// written by glint-hub mosquitto-config; never the secret itself.
+		`CREATE TABLE broker_credentials (
+			username      TEXT PRIMARY KEY,
+			password_hash TEXT NOT NULL,
+			created_ns    BIGINT NOT NULL,
+			updated_ns    BIGINT NOT NULL
+		)`,
+	}},
 }
