@@ -88,6 +88,8 @@ func BenchmarkModel(b *testing.B) {
 							model = q
 						} else if spec.Name == "blazeface" {
 							model = detectorInt8(b, rt, dir, fp, e)
+						} else if why := quantize.Float(spec.Name); why != "" {
+							b.Skip("no INT8 model: " + why)
 						} else {
 							b.Fatal(err)
 						}
@@ -113,11 +115,18 @@ func BenchmarkModel(b *testing.B) {
 	}
 }
 
-// engine opens an Engine at precision on the shared runtime.
+// engine opens an Engine at precision on the shared runtime, with the
+// default detector.
 func engine(b *testing.B, precision string, threads int) *inference.Engine {
+	return engineWith(b, precision, threads, "")
+}
+
+// engineWith opens an Engine at precision with detector (a Config.Detector
+// value) on the shared runtime.
+func engineWith(b *testing.B, precision string, threads int, detector string) *inference.Engine {
 	b.Helper()
 	rt := inference.SharedRuntime(b)
-	e, err := inference.New(rt, inference.Config{ModelsDir: filepath.Join(testenv.Root(b), "models"), Precision: precision, IntraOpThreads: threads})
+	e, err := inference.New(rt, inference.Config{ModelsDir: filepath.Join(testenv.Root(b), "models"), Precision: precision, IntraOpThreads: threads, Detector: detector})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,27 +134,41 @@ func engine(b *testing.B, precision string, threads int) *inference.Engine {
 }
 
 // BenchmarkTrackingStep is one tracking step on a 640x480 frame: detect,
-// then facemesh on the face, including pre- and post-processing in Go.
+// then facemesh on the face, including pre- and post-processing in Go. The
+// sub-benchmarks without a detector= prefix use the default (full-range)
+// detector; detector=short/... the short-range one. The astronaut's face is
+// ~20% of the frame's width, inside the short-range detector's range.
 func BenchmarkTrackingStep(b *testing.B) {
 	frame := inference.Scaled(inference.Photo(b, "skimage/astronaut.png"), 0, 0, 512, 640, 480)
-	for _, prec := range []string{manifest.FP32, manifest.INT8, inference.PrecisionAuto} {
-		b.Run(prec+"/threads=1", func(b *testing.B) {
-			eng := engine(b, prec, 1)
-			defer eng.Close()
-			tr := inference.NewTracker(inference.TrackerConfig{})
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				dets, err := eng.Detect(frame)
-				if err != nil || len(dets) == 0 {
-					b.Fatalf("detect: %v, %d faces", err, len(dets))
-				}
-				if _, err := eng.Landmarks(frame, dets[0]); err != nil {
-					b.Fatal(err)
-				}
-				tr.Update(dets)
+	for _, det := range []string{"", inference.DetectorShort} {
+		for _, prec := range []string{manifest.FP32, manifest.INT8, inference.PrecisionAuto} {
+			name := prec + "/threads=1"
+			if det != "" {
+				name = "detector=" + det + "/" + name
 			}
-		})
+			trackingStep(b, name, frame, prec, det)
+		}
 	}
+}
+
+// trackingStep runs one BenchmarkTrackingStep case.
+func trackingStep(b *testing.B, name string, frame *inference.Image, prec, det string) {
+	b.Run(name, func(b *testing.B) {
+		eng := engineWith(b, prec, 1, det)
+		defer eng.Close()
+		tr := inference.NewTracker(inference.TrackerConfig{})
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			dets, err := eng.Detect(frame)
+			if err != nil || len(dets) == 0 {
+				b.Fatalf("detect: %v, %d faces", err, len(dets))
+			}
+			if _, err := eng.Landmarks(frame, dets[0]); err != nil {
+				b.Fatal(err)
+			}
+			tr.Update(dets)
+		}
+	})
 }
 
 // BenchmarkRetrack is the tracking step between detections: facemesh on

@@ -52,9 +52,14 @@ type Detection struct {
 // anchor is a BlazeFace anchor centre in detector-input pixels.
 type anchor struct{ x, y float64 }
 
-// blazeAnchors returns the anchors of the 256x256 BlazeFace ("back") model:
-// a 16x16 grid (stride 16) with 2 anchors per cell, then an 8x8 grid
-// (stride 32) with 6, in the order of the model's outputs (512 then 384).
+// blazeAnchors returns the anchors of a size x size BlazeFace model: a
+// 16x16 grid (stride size/16) with 2 anchors per cell, then an 8x8 grid
+// (stride size/8) with 6, in the order of the model's outputs (512 then
+// 384). For the 256x256 full-range model the strides are 16 and 32; for the
+// 128x128 short-range ("front") model 8 and 16, which is MediaPipe's
+// short-range configuration (strides [8,16,16,16], two anchors per layer,
+// the stride-16 layers sharing one grid): 896 anchors either way. The
+// regression outputs are in input pixels (MediaPipe's x/y/w/h scale = size).
 func blazeAnchors(size int) []anchor {
 	var out []anchor
 	for _, l := range []struct{ stride, per int }{{size / 16, 2}, {size / 8, 6}} {

@@ -26,6 +26,9 @@ var shared struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if shortOnce.eng != nil {
+		shortOnce.eng.Close()
+	}
 	if shared.eng != nil {
 		shared.eng.Close()
 	}

