@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -35,22 +33,7 @@ func startGeneratedMosquitto(t *testing.T, dir string, port int) {
 	bin := testsvc.RequireBinary(t, "mosquitto")
 	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
 	os.WriteFile(conf, []byte("user root\npersistence false\ninclude_dir "+dir+"\n"), 0o600)
-	cmd := exec.Command(bin, "-c", conf)
-	logf, _ := os.Create(filepath.Join(t.TempDir(), "mosquitto.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("mosquitto log:\n%s", b)
-		}
-	})
-	testsvc.WaitListen(t, fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	runMosquitto(t, bin, conf, port)
 }
 
 // msgs records everything one client receives.

@@ -89,6 +89,33 @@ func (p *testPKI) issue(t *testing.T, name, cn string, server bool) (certFile, k
 
 // startPrivateMosquitto runs a Mosquitto of the test's own: TLS only,
 // per-device passwords, and an ACL confining each device to its subtree.
+// runMosquitto starts bin with conf until the test ends, waits for its
+// listeners, and shows its log when the test failed.
+func runMosquitto(t *testing.T, bin, conf string, ports ...int) {
+	t.Helper()
+	cmd := exec.Command(bin, "-c", conf)
+	logf, err := os.Create(filepath.Join(t.TempDir(), "mosquitto.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("mosquitto log:\n%s", b)
+		}
+	})
+	for _, port := range ports {
+		testsvc.WaitListen(t, fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
+	}
+}
+
 func startPrivateMosquitto(t *testing.T, users map[string]string) (port, certPort int, p *testPKI) {
 	t.Helper()
 	bin := testsvc.RequireBinary(t, "mosquitto")
@@ -126,23 +153,7 @@ keyfile %s
 require_certificate true
 use_identity_as_username true
 `, pwFile, acl, port, p.caFile, p.certFile, p.keyFile, certPort, p.caFile, p.certFile, p.keyFile)), 0o600)
-	cmd := exec.Command(bin, "-c", conf)
-	logf, _ := os.Create(filepath.Join(dir, "mosquitto.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("mosquitto log:\n%s", b)
-		}
-	})
-	testsvc.WaitListen(t, fmt.Sprintf("127.0.0.1:%d", port), 10*time.Second)
-	testsvc.WaitListen(t, fmt.Sprintf("127.0.0.1:%d", certPort), 10*time.Second)
+	runMosquitto(t, bin, conf, port, certPort)
 	return port, certPort, p
 }
 
