@@ -18,8 +18,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,22 +70,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			cmd, args = "key", args[1:]
 		}
 	}
-	fs := flag.NewFlagSet("glint-hub", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintf(stderr, usage, defaultConfigPath) }
-	path := fs.String("config", defaultConfigPath, "configuration file")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitConfig
+	path, code, done := config.ParseConfigPath("glint-hub", args, defaultConfigPath,
+		func() { fmt.Fprintf(stderr, usage, defaultConfigPath) }, stderr)
+	if done {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "glint-hub: unknown command %q\n", fs.Arg(0))
-		fs.Usage()
-		return exitConfig
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig

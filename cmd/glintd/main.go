@@ -61,22 +61,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		}
 	}
-	fs := flag.NewFlagSet("glintd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintf(stderr, usage, defaultConfigPath) }
-	path := fs.String("config", defaultConfigPath, "configuration file")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitConfig
+	path, code, done := config.ParseConfigPath("glintd", args, defaultConfigPath,
+		func() { fmt.Fprintf(stderr, usage, defaultConfigPath) }, stderr)
+	if done {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "glintd: unknown command %q\n", fs.Arg(0))
-		fs.Usage()
-		return exitConfig
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig
@@ -190,13 +180,12 @@ func gpioCommand(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, usage, defaultConfigPath)
 		return exitConfig
 	}
-	fs := flag.NewFlagSet("glintd gpio safe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", defaultConfigPath, "configuration file")
-	if err := fs.Parse(args[1:]); err != nil || fs.NArg() > 0 {
-		return exitConfig
+	path, code, done := config.ParseConfigPath("glintd gpio safe", args[1:], defaultConfigPath,
+		func() { fmt.Fprintf(stderr, usage, defaultConfigPath) }, stderr)
+	if done {
+		return code
 	}
-	cfg, err := loadConfig(*path)
+	cfg, err := loadConfig(path)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitConfig

@@ -312,3 +312,30 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestParseConfigPath(t *testing.T) {
+	var stderr strings.Builder
+	usage := func() { stderr.WriteString("USAGE") }
+	cases := []struct {
+		args []string
+		path string
+		code int
+		done bool
+	}{
+		{nil, "/etc/x.yaml", 0, false},
+		{[]string{"--config", "/tmp/c.yaml"}, "/tmp/c.yaml", 0, false},
+		{[]string{"-h"}, "", 0, true},
+		{[]string{"--nope"}, "", 2, true},
+		{[]string{"extra"}, "", 2, true},
+	}
+	for _, c := range cases {
+		stderr.Reset()
+		path, code, done := ParseConfigPath("glintd", c.args, "/etc/x.yaml", usage, &stderr)
+		if path != c.path || code != c.code || done != c.done {
+			t.Errorf("%v: got %q %d %v", c.args, path, code, done)
+		}
+		if c.done && c.code == 2 && !strings.Contains(stderr.String(), "USAGE") && !strings.Contains(stderr.String(), "flag provided but not defined") {
+			t.Errorf("%v: usage error not reported: %q", c.args, stderr.String())
+		}
+	}
+}
