@@ -65,6 +65,10 @@ lint:
 	$(GO) vet ./...
 	staticcheck ./...
 
+# The demo (scripts/run.sh): glint-hub and glintd on a simulated kiosk under
+# /tmp/glint-demo, a device provisioned with a claim token, one enrolment, a
+# bona fide session and two attacks (print, replay) with their verdicts; then
+# both daemons keep serving until Ctrl-C.
 run: deps build
 	scripts/run.sh
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"math"
 	"time"
 
 	"github.com/glintdev/glint/capture"
@@ -58,6 +59,11 @@ type AnalysisConfig struct {
 	// face's response in the frames) calibrated for this device; a session
 	// whose measured latency falls outside is rejected.
 	LatencyMin, LatencyMax time.Duration
+	// HFOV is the camera's horizontal field of view in degrees (default
+	// 62, the simulator's and a typical kiosk webcam's); the near-field
+	// check corrects the background's response for its angle off the
+	// camera's axis with it.
+	HFOV float64
 }
 
 // Analysis is the liveness evidence of one challenge.
@@ -85,6 +91,29 @@ type Analysis struct {
 var ErrAnalysis = errors.New("flashmark analysis")
 
 // Analyze measures the face's response to the challenge and scores it.
+// It returns an ErrAnalysis-wrapped error for input that cannot be
+// analysed (no challenge, presentations that do not match its steps, no
+// frames, too few frames with a face inside the challenge, undecodable
+// frames); a weak or wrong response is a low score, not an error. At
+// LevelClosed nothing is measured: the result is live and says so.
 func Analyze(in Input, cfg AnalysisConfig) (*Analysis, error) {
-	return nil, fmt.Errorf("%w: not built yet", ErrAnalysis)
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Level == LevelClosed {
+		return closed(), nil
+	}
+	if math.IsNaN(in.Passive) || in.Passive > 1 {
+		return nil, fmt.Errorf("%w: passive score %v outside [0, 1] (negative: not run)", ErrAnalysis, in.Passive)
+	}
+	m, err := prepare(in, cfg.HFOV)
+	if err != nil {
+		return nil, err
+	}
+	if len(m.frames) < minFrames {
+		return nil, fmt.Errorf("%w: %d frames with a face inside the challenge, need %d", ErrAnalysis, len(m.frames), minFrames)
+	}
+	ft := m.measure([2]time.Duration{cfg.LatencyMin, cfg.LatencyMax})
+	return score(ft, in.Passive, cfg), nil
 }

@@ -62,7 +62,25 @@ type Config struct {
 	BatchSize     int
 	BatchWait     time.Duration
 	MaxFutureSkew time.Duration
-	Logger        *slog.Logger
+	// Provision configures device provisioning on the API
+	// (docs/provisioning.md).
+	Provision ProvisionConfig
+	Logger    *slog.Logger
+}
+
+// ProvisionConfig is what provisioning tells devices.
+type ProvisionConfig struct {
+	// Disabled turns POST /api/v1/provision off.
+	Disabled bool
+	// HubURL is the API's public URL (put into provisioning links; a
+	// registration signed for another hub is refused). Empty: not checked,
+	// and links need --hub.
+	HubURL string
+	// BrokerURL is the broker as devices reach it; empty: BrokerURL()
+	// (the embedded broker's loopback address, or the external broker).
+	BrokerURL string
+	// BrokerCA is the PEM CA devices pin for an ssl:// broker.
+	BrokerCA []byte
 }
 
 // Hub is glint-hub.
@@ -80,6 +98,8 @@ type Hub struct {
 	internalURL           string // embedded: the hub's own loopback listener
 
 	statusCh chan statusMsg
+	guardCh  chan statusMsg
+	guards   *prometheus.CounterVec
 	mu       sync.Mutex
 	client   paho.Client
 	ran      bool // Run was called: it owns the embedded broker's shutdown
@@ -118,8 +138,9 @@ func New(ctx context.Context, cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Hub{cfg: cfg, log: log, store: st, key: key, registry: prometheus.NewRegistry(), statusCh: make(chan statusMsg, 1024)}
-	h.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := &Hub{cfg: cfg, log: log, store: st, key: key, registry: prometheus.NewRegistry(), statusCh: make(chan statusMsg, 1024), guardCh: make(chan statusMsg, 1024),
+		guards: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "glint_hub_guard_reports_total", Help: "Guard reports received, by outcome (stored, stale, rejected)."}, []string{"outcome"})}
+	h.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), h.guards)
 	fail := func(err error) (*Hub, error) {
 		h.Close()
 		return nil, err
@@ -234,8 +255,9 @@ func (h *Hub) Run(ctx context.Context) error {
 	}
 	start("ingest", h.ingest.Run)
 	start("status", h.runStatus)
+	start("guard", h.runGuard)
 	if h.apiLn != nil {
-		a, err := api.New(api.Config{Store: h.store, Keys: h.cfg.APIKeys, HubKey: h.key.Public(), Gatherer: h.registry, Logger: h.log})
+		a, err := api.New(api.Config{Store: h.store, Keys: h.cfg.APIKeys, HubKey: h.key.Public(), Gatherer: h.registry, Logger: h.log, Provision: h.provisionConfig()})
 		if err != nil {
 			cancel()
 			wg.Wait()
@@ -261,7 +283,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	h.mu.Lock()
 	c := h.client
 	h.mu.Unlock()
-	c.Unsubscribe(h.shareTopic(), h.cfg.Prefix+"/+/status").WaitTimeout(time.Second)
+	c.Unsubscribe(h.shareTopic(), h.cfg.Prefix+"/+/status", h.guardTopic()).WaitTimeout(time.Second)
 	wg.Wait()
 	c.Disconnect(250)
 	stopBroker()
@@ -274,6 +296,30 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 func (h *Hub) shareTopic() string { return "$share/" + ShareGroup + "/" + h.cfg.Prefix + "/+/result" }
+
+// guardTopic is shared too: one replica handles each report (storing one
+// twice would be harmless: the newest sent_at wins).
+func (h *Hub) guardTopic() string { return "$share/" + ShareGroup + "/" + h.cfg.Prefix + "/+/guard" }
+
+// provisionConfig is the API's provisioning settings (nil: disabled).
+func (h *Hub) provisionConfig() *api.ProvisionConfig {
+	pc := h.cfg.Provision
+	if pc.Disabled {
+		return nil
+	}
+	auth := "token"
+	if h.broker == nil {
+		auth = "password" // an external broker: Mosquitto or EMQX with password files
+	}
+	broker := pc.BrokerURL
+	if broker == "" {
+		broker = h.brokerURL
+		if strings.Contains(broker, "://127.0.0.1:") {
+			h.log.Warn("provisioning hands devices a loopback broker URL; set provision.broker_url", "broker", broker)
+		}
+	}
+	return &api.ProvisionConfig{HubURL: pc.HubURL, BrokerURL: broker, Prefix: h.cfg.Prefix, Auth: auth, BrokerCA: pc.BrokerCA, MaxSkew: 10 * time.Minute}
+}
 
 func (h *Hub) connect(ctx context.Context) error {
 	url, tlsCfg := h.brokerURL, h.cfg.BrokerTLS
@@ -301,11 +347,20 @@ func (h *Hub) connect(ctx context.Context) error {
 			case h.statusCh <- statusMsg{m.Topic(), append([]byte(nil), m.Payload()...)}:
 			default: // status is refreshed by the device; dropping is harmless
 			}
+		case strings.HasSuffix(m.Topic(), "/guard"):
+			if len(m.Payload()) == 0 {
+				return // a cleared retained message
+			}
+			select {
+			case h.guardCh <- statusMsg{m.Topic(), append([]byte(nil), m.Payload()...)}:
+			default: // the device republishes at least every guard_refresh
+				h.guards.WithLabelValues("dropped").Inc()
+			}
 		}
 	}
 	o.SetDefaultPublishHandler(route)
 	o.SetOnConnectHandler(func(c paho.Client) {
-		t := c.SubscribeMultiple(map[string]byte{h.shareTopic(): 1, h.cfg.Prefix + "/+/status": 1}, route)
+		t := c.SubscribeMultiple(map[string]byte{h.shareTopic(): 1, h.cfg.Prefix + "/+/status": 1, h.guardTopic(): 1}, route)
 		if t.WaitTimeout(10*time.Second) && t.Error() == nil {
 			h.log.Info("subscribed", "results", h.shareTopic())
 		} else {
@@ -356,6 +411,46 @@ func (h *Hub) runStatus(ctx context.Context) error {
 			}
 			if err := h.store.SetDeviceStatus(ctx, dev, s.State == "online", depth, m.payload, at); err != nil {
 				h.log.Warn("device status not stored", "device", dev, "err", err)
+			}
+		}
+	}
+}
+
+// runGuard verifies guard reports and stores the newest per device;
+// rejected ones go to the quarantine table with a guard_… reason.
+func (h *Hub) runGuard(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-h.guardCh:
+			g, q, err := h.ingest.VerifyGuard(ctx, m.topic, m.payload)
+			if err != nil {
+				h.guards.WithLabelValues("registry_error").Inc()
+				h.log.Warn("guard report not verified: registry unavailable", "topic", m.topic, "err", err)
+				continue
+			}
+			if q != nil {
+				h.guards.WithLabelValues("rejected").Inc()
+				h.log.Warn("guard report rejected", "topic", m.topic, "reason", q.Reason, "detail", q.Detail)
+				if err := h.store.Quarantine(ctx, []store.Quarantined{*q}); err != nil {
+					h.log.Warn("guard report not quarantined", "err", err)
+				}
+				continue
+			}
+			js, _ := json.Marshal(g) // plain struct
+			stored, err := h.store.SetGuardReport(ctx, store.GuardRow{DeviceID: g.DeviceID, SentAt: g.SentAt, CheckedAt: g.CheckedAt,
+				ReceivedAt: time.Now(), Risk: g.Risk, Report: js, Envelope: m.payload})
+			switch {
+			case err != nil:
+				h.log.Warn("guard report not stored", "device", g.DeviceID, "err", err)
+			case stored:
+				h.guards.WithLabelValues("stored").Inc()
+				if g.Risk == "critical" {
+					h.log.Warn("device guard critical", "device", g.DeviceID, "signals", len(g.Signals))
+				}
+			default:
+				h.guards.WithLabelValues("stale").Inc()
 			}
 		}
 	}

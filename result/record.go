@@ -111,6 +111,9 @@ type Policy struct {
 	// Occlusion is the required occlusion state: "" (none required),
 	// "helmet", "mask", or "none" (face must be unoccluded).
 	Occlusion string `cbor:"occlusion" json:"occlusion"`
+	// LivenessLevel is the liveness operating point applied: LOOSE,
+	// STANDARD, STRICT, or CLOSED (liveness not checked: tests only).
+	LivenessLevel string `cbor:"liveness_level,omitempty" json:"liveness_level,omitempty"`
 	// ChallengeSteps is the number of flashmark steps.
 	ChallengeSteps int `cbor:"challenge_steps" json:"challenge_steps"`
 	// TimeoutMS is the session time limit in milliseconds.

@@ -27,6 +27,10 @@ APT_PACKAGES=(
 	# private instances the tests start (mosquitto, mosquitto_passwd), and
 	# PostgreSQL on 127.0.0.1:5432 (database "test", role root, trust auth)
 	mosquitto postgresql
+	# device/ and hub/ tests: the TPM 2.0 reference simulator
+	# (github.com/google/go-tpm-tools/simulator) is compiled with cgo
+	# against the system OpenSSL (headers and libcrypto)
+	libssl-dev
 )
 
 missing=()

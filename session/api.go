@@ -1,6 +1,7 @@
 // Package session owns one verification (positioning guidance, challenge,
 // analysis, policy decision, result record) and the local kiosk API that
-// drives it. For now the API serves only health and metrics.
+// drives it: sessions with server-sent events, enrolments, health and
+// metrics (docs/kiosk-api.md, docs/openapi.yaml).
 package session
 
 import (
@@ -57,6 +58,15 @@ type APIConfig struct {
 	// Components adds named sections to /healthz (e.g. "sync": the link
 	// to the hub), each read when the request comes.
 	Components map[string]func() any
+	// Sessions runs verification sessions; nil answers the session routes
+	// with 503.
+	Sessions Sessions
+	// Enrolments stores enrolments (*Enrolments); nil answers the
+	// enrolment routes with 503.
+	Enrolments EnrolmentStore
+	// SimControl, when set, serves /v1/sim/presentation: switching what
+	// stands in front of the simulated camera (demo, tests).
+	SimControl SimControl
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -69,6 +79,11 @@ type API struct {
 	registry *prometheus.Registry
 	handler  http.Handler
 	started  time.Time
+	routes   []string
+	kmetrics *kioskMetrics
+	// stopping is closed when Shutdown starts, ending event streams.
+	stopping chan struct{}
+	stopOnce sync.Once
 
 	mu        sync.Mutex
 	servers   []*http.Server
@@ -99,7 +114,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &API{cfg: cfg, log: cfg.Logger, started: time.Now()}
+	a := &API{cfg: cfg, log: cfg.Logger, started: time.Now(), stopping: make(chan struct{})}
 
 	// A registry of our own, not prometheus.DefaultRegisterer: no package
 	// global state, and two daemons in one test process do not collide.
@@ -116,12 +131,14 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	)
 
 	mux := http.NewServeMux()
+	a.routes = append(a.routes, "GET /healthz", "GET /metrics")
 	mux.HandleFunc("GET /healthz", a.healthz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{
 		Registry:          a.registry,
 		ErrorHandling:     promhttp.ContinueOnError,
 		EnableOpenMetrics: true,
 	}))
+	a.registerKiosk(mux)
 	a.handler = mux
 	return a, nil
 }
@@ -200,6 +217,8 @@ func (a *API) serve(l net.Listener, h http.Handler) {
 // Shutdown stops accepting, waits for requests in flight until ctx ends,
 // then closes what is left. The unix socket file is removed.
 func (a *API) Shutdown(ctx context.Context) error {
+	// Event streams never go idle on their own: end them first.
+	a.stopOnce.Do(func() { close(a.stopping) })
 	a.mu.Lock()
 	servers := a.servers
 	a.mu.Unlock()
@@ -282,7 +301,7 @@ func bearerAuth(token string, next http.Handler) http.Handler {
 		got := []byte(r.Header.Get("Authorization"))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="glintd"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			_ = writeJSON(w, http.StatusUnauthorized, APIError{Error: "missing or wrong bearer token", Code: CodeUnauthorized})
 			return
 		}
 		next.ServeHTTP(w, r)

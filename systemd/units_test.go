@@ -178,9 +178,10 @@ func TestUnitPolicy(t *testing.T) {
 		"glintd.service": {
 			"User": "glint", "Group": "glint", "SupplementaryGroups": "video",
 			"StateDirectory": "glint", "RuntimeDirectory": "glint",
-			"ExecStart":    "/usr/bin/glintd --config /etc/glint/glintd.yaml",
-			"DeviceAllow":  "char-video4linux rw|char-fb rw|char-gpiochip rw",
-			"ExecStopPost": "-/usr/bin/glintd gpio safe --config /etc/glint/glintd.yaml",
+			"ExecStart":       "/usr/bin/glintd --config /etc/glint/glintd.yaml",
+			"DeviceAllow":     "char-video4linux rw|char-fb rw|char-gpiochip rw|/dev/tpmrm0 rw",
+			"ExecStopPost":    "-/usr/bin/glintd gpio safe --config /etc/glint/glintd.yaml",
+			"EnvironmentFile": "-/var/lib/glint/sync.env",
 		},
 		"glint-hub.service": {
 			"User": "glint-hub", "Group": "glint-hub", "StateDirectory": "glint-hub",

@@ -22,13 +22,22 @@ const defaultConfigPath = "/etc/glint-hub/glint-hub.yaml"
 
 // Config is glint-hub's configuration file.
 type Config struct {
-	Log      LogConfig    `yaml:"log" doc:"Logging to stderr (the journal under systemd)."`
-	StateDir string       `yaml:"state_dir" required:"true" doc:"Directory for the hub key (hub.key, created 0600) and the default SQLite database; systemd's StateDirectory."`
-	Store    StoreConfig  `yaml:"store" doc:"The central database."`
-	MQTT     MQTTConfig   `yaml:"mqtt" doc:"The broker: embedded (default) or external (Mosquitto, EMQX)."`
-	API      APIConfig    `yaml:"api" doc:"The HTTP API."`
-	Ingest   IngestConfig `yaml:"ingest" doc:"Verification and batching of incoming results."`
-	Service  ServiceCfg   `yaml:"service" doc:"Interaction with the service manager (systemd)."`
+	Log       LogConfig       `yaml:"log" doc:"Logging to stderr (the journal under systemd)."`
+	StateDir  string          `yaml:"state_dir" required:"true" doc:"Directory for the hub key (hub.key, created 0600) and the default SQLite database; systemd's StateDirectory."`
+	Store     StoreConfig     `yaml:"store" doc:"The central database."`
+	MQTT      MQTTConfig      `yaml:"mqtt" doc:"The broker: embedded (default) or external (Mosquitto, EMQX)."`
+	API       APIConfig       `yaml:"api" doc:"The HTTP API."`
+	Ingest    IngestConfig    `yaml:"ingest" doc:"Verification and batching of incoming results."`
+	Provision ProvisionConfig `yaml:"provision" doc:"Field provisioning of devices with one-time claim tokens (docs/provisioning.md)."`
+	Service   ServiceCfg      `yaml:"service" doc:"Interaction with the service manager (systemd)."`
+}
+
+// ProvisionConfig configures provisioning.
+type ProvisionConfig struct {
+	Enabled      bool   `yaml:"enabled" doc:"Serve POST /api/v1/provision and /api/v1/provision/report on the API (no API key: a claim token, or a registered device's signature, authorises them)."`
+	HubURL       string `yaml:"hub_url" doc:"The API's URL as devices reach it (https://hub.example:8780), written into provisioning links and QR codes; registrations signed for another URL are refused. Empty: not checked; 'token create' then needs --hub."`
+	BrokerURL    string `yaml:"broker_url" doc:"The broker URL handed to devices (tcp:// or ssl://, their view of it); empty: mqtt.broker_url, or the embedded broker on this host's loopback (only useful for tests)."`
+	BrokerCAFile string `yaml:"broker_ca_file" doc:"CA certificate (PEM) of an ssl:// broker, handed to devices with its SHA-256 fingerprint to pin."`
 }
 
 // LogConfig configures logging.
@@ -96,13 +105,14 @@ type ServiceCfg struct {
 
 func defaultConfig() Config {
 	return Config{
-		Log:      LogConfig{Level: "info", Format: "auto"},
-		StateDir: "/var/lib/glint-hub",
-		Store:    StoreConfig{Driver: "sqlite"},
-		MQTT:     MQTTConfig{Prefix: link.DefaultPrefix, EmbeddedAddr: ":18830"},
-		API:      APIConfig{Addr: "127.0.0.1:8780", KeysFile: "api-keys"},
-		Ingest:   IngestConfig{BatchSize: 256, BatchWait: 5 * time.Millisecond, MaxFutureSkew: 5 * time.Minute},
-		Service:  ServiceCfg{Watchdog: true},
+		Log:       LogConfig{Level: "info", Format: "auto"},
+		StateDir:  "/var/lib/glint-hub",
+		Store:     StoreConfig{Driver: "sqlite"},
+		MQTT:      MQTTConfig{Prefix: link.DefaultPrefix, EmbeddedAddr: ":18830"},
+		API:       APIConfig{Addr: "127.0.0.1:8780", KeysFile: "api-keys"},
+		Ingest:    IngestConfig{BatchSize: 256, BatchWait: 5 * time.Millisecond, MaxFutureSkew: 5 * time.Minute},
+		Provision: ProvisionConfig{Enabled: true},
+		Service:   ServiceCfg{Watchdog: true},
 	}
 }
 
@@ -161,6 +171,15 @@ func hubConfig(c Config) (hub.Config, error) {
 	var err error
 	if h.Dialect, h.DSN, err = storeSource(c); err != nil {
 		return h, err
+	}
+	h.Provision = hub.ProvisionConfig{Disabled: !c.Provision.Enabled, HubURL: c.Provision.HubURL, BrokerURL: c.Provision.BrokerURL}
+	if h.Provision.BrokerURL == "" {
+		h.Provision.BrokerURL = c.MQTT.BrokerURL
+	}
+	if c.Provision.BrokerCAFile != "" {
+		if h.Provision.BrokerCA, err = os.ReadFile(c.Provision.BrokerCAFile); err != nil {
+			return h, fmt.Errorf("provision.broker_ca_file: %w", err)
+		}
 	}
 	if c.MQTT.PasswordFile != "" {
 		p, err := readSecret("mqtt.password_file", c.MQTT.PasswordFile)

@@ -9,6 +9,9 @@
 //	glint-hub key [--config FILE]    print the hub's receipt-signing public key (PEM), creating it if needed
 //	glint-hub mosquitto-config [--config FILE] --out DIR [options]
 //	                                 write a Mosquitto ACL, password file and glint.conf for the registered devices
+//	glint-hub token create --site S [--ttl 15m] [--qr F.png] [--config FILE]
+//	                                 issue a one-time claim token for provisioning a device
+//	glint-hub token list [--site S]  list claim tokens and who used them
 //	glint-hub config check [FILE]    validate a configuration; exit 0 if valid, 2 if not
 //	glint-hub config defaults [--markdown] print every key with its default and description
 //	glint-hub version                print the version
@@ -44,6 +47,9 @@ const usage = `usage:
       [--cafile F --certfile F --keyfile F] [--broker-dir DIR] [--rotate DEVICE]...
                                    write Mosquitto's ACL, password file and glint.conf
                                    for the registered devices, and new device secrets
+  glint-hub token create --site S [--ttl 15m] [--note TEXT] [--qr FILE.png] [--hub URL]
+                                   issue a one-time claim token (printed, and as a QR code)
+  glint-hub token list [--site S]  list claim tokens and which device used each
   glint-hub config check [FILE]    validate a configuration (exit 0 valid, 2 invalid)
   glint-hub config defaults [--markdown]
                                    print every key with its default and description
@@ -66,6 +72,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return configCommand(args[1:], stdout, stderr)
 		case "mosquitto-config":
 			return mosquittoCommand(args[1:], stdout, stderr)
+		case "token":
+			return tokenCommand(args[1:], stdout, stderr)
 		case "key":
 			cmd, args = "key", args[1:]
 		}

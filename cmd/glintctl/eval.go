@@ -9,18 +9,34 @@ import (
 	"sync"
 	"time"
 
+	"github.com/glintdev/glint/flashmark"
+	"github.com/glintdev/glint/inference"
 	"github.com/glintdev/glint/sim"
 	"github.com/glintdev/glint/sim/eval"
 )
 
 const evalUsage = `usage: glintctl eval --faces DIR [--faces DIR ...] --seed N --bona-fide N \
   --attacks-per-species N --species print,screen,replay,injection,relight,mask \
-  [--conditions FILE.yaml] --out DIR
+  [--variants relight-33ms] [--conditions FILE.yaml] [--scorer flashmark|baseline] \
+  [--level LOOSE|STANDARD|STRICT] [--locator detector|groundtruth] --out DIR
 
 Runs bona fide and attack attempts through the closed-loop simulator and
 writes an ISO/IEC 30107-3 report (report.json, report.md, det.png) to DIR.
+The flashmark scorer is the liveness pipeline end to end: the face detector
+(models/, make deps) finds the face in every frame, the passive anti-spoof
+model scores the idle frame, flashmark.Analyze decides (docs/liveness.md).
 Conditions keys: docs/eval-conditions.md.
 `
+
+// evalVariants are the named condition variants --variants accepts: an
+// attack species under conditions that differ from the run's.
+var evalVariants = map[string]struct {
+	species sim.Species
+	mutate  func(*sim.Conditions)
+}{
+	// A relighting deepfake one camera frame (33 ms) late.
+	"relight-33ms": {sim.Relight, func(c *sim.Conditions) { c.RelightLatencyMs = sim.Range{33, 33} }},
+}
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval", stderr)
@@ -35,6 +51,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	out := fs.String("out", "", "output folder")
 	workers := fs.Int("workers", 0, "parallel attempts (default: all cores)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	scorerName := fs.String("scorer", "flashmark", "liveness scorer: flashmark (the pipeline) or baseline (the trivial one)")
+	levelName := fs.String("level", "STANDARD", "flashmark liveness level: LOOSE, STANDARD or STRICT")
+	locatorName := fs.String("locator", "detector", "flashmark face boxes: detector (the face model, with the passive anti-spoof model) or groundtruth (the simulator's box, no passive model; fast)")
+	variantList := fs.String("variants", "", "extra attack variants, comma-separated: relight-33ms")
+	var eng engineFlags
+	eng.register(fs)
+	detector := fs.String("detector", "short", "face detector for --locator detector: short or full (docs/models.md)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -67,14 +90,67 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return fmt.Errorf("eval: %w", err)
 		}
 	}
+	var variants []eval.Variant
+	for _, v := range strings.Split(*variantList, ",") {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		def, ok := evalVariants[v]
+		if !ok {
+			return usageError{fmt.Sprintf("eval: --variants: unknown variant %q (known: relight-33ms)", v)}
+		}
+		c := cond
+		def.mutate(&c)
+		variants = append(variants, eval.Variant{Name: v, Species: def.species, Conditions: c})
+	}
 	loaded, err := sim.LoadFaces(faces)
 	if err != nil {
 		return fmt.Errorf("eval: %w", err)
 	}
+	var scorer eval.Scorer
+	switch *scorerName {
+	case "baseline":
+		scorer = eval.Baseline{}
+	case "flashmark":
+		level, err := flashmark.ParseLevel(*levelName)
+		if err != nil || level == flashmark.LevelClosed {
+			return usageError{fmt.Sprintf("eval: --level: %q is not LOOSE, STANDARD or STRICT", *levelName)}
+		}
+		fm := eval.Flashmark{Analysis: flashmark.AnalysisConfig{Level: level}}
+		switch *locatorName {
+		case "groundtruth":
+			fm.Label = "flashmark-groundtruth"
+		case "detector":
+			lib := eng.lib
+			if lib == "" {
+				lib = inference.DefaultLibraryPath(eng.models + "/..")
+			}
+			rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: lib})
+			if err != nil {
+				return fmt.Errorf("eval: face models: %w", err)
+			}
+			defer rt.Close()
+			e, err := inference.New(rt, inference.Config{
+				ModelsDir: eng.models, Precision: eng.precision, Embedding: eng.embedding,
+				IntraOpThreads: eng.threads, Detector: *detector,
+			})
+			if err != nil {
+				return fmt.Errorf("eval: face models: %w", err)
+			}
+			defer e.Close()
+			fm.NewLocator = func(*sim.Attempt) eval.FaceLocator { return inference.NewLocator(e) }
+		default:
+			return usageError{fmt.Sprintf("eval: --locator: unknown locator %q (want detector or groundtruth)", *locatorName)}
+		}
+		scorer = fm
+	default:
+		return usageError{fmt.Sprintf("eval: --scorer: unknown scorer %q (want flashmark or baseline)", *scorerName)}
+	}
 	fmt.Fprintf(stderr, "eval: %d faces, %d bona fide + %d×%d attack attempts, seed %d\n", len(loaded), *bona, len(species), *perSpecies, *seed)
 	cfg := eval.Config{
 		Faces: loaded, Seed: *seed, BonaFide: *bona, AttacksPerSpecies: *perSpecies,
-		Species: species, Conditions: cond, Scorer: eval.Baseline{}, Workers: *workers,
+		Species: species, Variants: variants, Conditions: cond, Scorer: scorer, Workers: *workers,
 	}
 	var bar *progressBar
 	if !*quiet {

@@ -64,6 +64,11 @@ func TestEvalBadInput(t *testing.T) {
 		{"malformed conditions", []string{"--faces", faces, "--conditions", cond("distance_m: [0.9, 0.2]\n"), "--out", out}, 1, "distance_m: min 0.9 > max 0.2"},
 		{"no usable face", []string{"--faces", empty, "--out", out}, 1, empty + ": no usable face"},
 		{"missing out", []string{"--faces", faces}, exitUsage, "--out"},
+		{"unknown scorer", []string{"--faces", faces, "--scorer", "oracle", "--out", out}, exitUsage, `unknown scorer "oracle"`},
+		{"closed level", []string{"--faces", faces, "--level", "closed", "--out", out}, exitUsage, `--level: "closed"`},
+		{"unknown level", []string{"--faces", faces, "--level", "medium", "--out", out}, exitUsage, `--level: "medium"`},
+		{"unknown variant", []string{"--faces", faces, "--variants", "relight-1ms", "--out", out}, exitUsage, `unknown variant "relight-1ms"`},
+		{"unknown locator", []string{"--faces", faces, "--locator", "psychic", "--out", out}, exitUsage, `unknown locator "psychic"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, _, stderr := runCmd(t, append([]string{"eval", "--quiet", "--bona-fide", "1", "--attacks-per-species", "1"}, tc.args...)...)
@@ -84,7 +89,7 @@ func TestEvalBaselineRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(t.TempDir(), "report")
-	code, stdout, stderr := runCmd(t, "eval", "--faces", faces, "--seed", "3", "--bona-fide", "4",
+	code, stdout, stderr := runCmd(t, "eval", "--scorer", "baseline", "--faces", faces, "--seed", "3", "--bona-fide", "4",
 		"--attacks-per-species", "2", "--species", "print,screen,replay,injection,relight,mask",
 		"--conditions", cond, "--out", out)
 	if code != 0 {
@@ -119,6 +124,60 @@ func TestEvalBaselineRuns(t *testing.T) {
 	for _, f := range []string{"report.md", "det.png"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestEvalFlashmarkRuns: the default scorer is the pipeline end to end
+// (face detector, passive model, flashmark analysis): a small run on a
+// registry photo writes reasons and evidence per attempt, the relight
+// variant is reported as its own species, and the relighting attacks are
+// rejected for their lag.
+func TestEvalFlashmarkRuns(t *testing.T) {
+	models := requireDeps(t)
+	faces := filepath.Join(filepath.Dir(models), ".cache", "faces", "skimage")
+	cond := filepath.Join(t.TempDir(), "kiosk.yaml")
+	if err := os.WriteFile(cond, []byte("width: 320\nheight: 240\ndistance_m: [0.35, 0.5]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "report")
+	code, stdout, stderr := runCmd(t, "eval", "--quiet", "--models", models, "--faces", faces, "--seed", "5",
+		"--bona-fide", "2", "--attacks-per-species", "2", "--species", "relight", "--variants", "relight-33ms",
+		"--conditions", cond, "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Scorer  string `json:"scorer"`
+		Species map[string]struct {
+			Attempts int            `json:"attempts"`
+			Accepted int            `json:"accepted"`
+			Reasons  map[string]int `json:"reasons"`
+		} `json:"species"`
+		Attempts []struct {
+			Species  string             `json:"species"`
+			Evidence map[string]float64 `json:"evidence"`
+		} `json:"attempts"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Scorer != "flashmark" || len(r.Attempts) != 6 {
+		t.Fatalf("scorer %q, %d attempts (%s)", r.Scorer, len(r.Attempts), stdout)
+	}
+	for _, sp := range []string{"relight", "relight-33ms"} {
+		st := r.Species[sp]
+		if st.Attempts != 2 || st.Accepted != 0 || st.Reasons["FLASH_LAG_OUT_OF_WINDOW"] != 2 {
+			t.Errorf("%s: %+v", sp, st)
+		}
+	}
+	for _, a := range r.Attempts {
+		if p, ok := a.Evidence["passive"]; !ok || p < 0 || p > 1 {
+			t.Errorf("%s: passive model did not run: %v", a.Species, a.Evidence)
 		}
 	}
 }

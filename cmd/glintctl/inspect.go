@@ -69,13 +69,15 @@ or the input is not an envelope.
 	if err != nil {
 		return fmt.Errorf("inspect: %w", err)
 	}
-	var pub ed25519.PublicKey
+	var pub *device.PublicKey
 	if *pubFile != "" {
 		b, err := os.ReadFile(*pubFile)
 		if err != nil {
 			return fmt.Errorf("inspect: %w", err)
 		}
-		if pub, err = device.ParsePublicKeyPEM(b); err != nil {
+		k, err := device.ParsePublicKey(b)
+		pub = &k
+		if err != nil {
 			return fmt.Errorf("inspect: %s: %w", *pubFile, err)
 		}
 	}
@@ -115,12 +117,15 @@ func unwrapInput(b []byte) []byte {
 	return b
 }
 
-func inspect(b []byte, pub ed25519.PublicKey) (*inspection, error) {
+// inspect decodes b and, with pub, verifies it: an Ed25519 key (file-held
+// device keys, the hub's receipt key) or a P-256 key (TPM-held device keys,
+// ES256 envelopes).
+func inspect(b []byte, pub *device.PublicKey) (*inspection, error) {
 	e, err := envelope.Decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("inspect: not a valid envelope (%s): %w", envelope.Reason(err), err)
 	}
-	ins := &inspection{Bytes: len(b), Algorithm: "EdDSA", KID: e.KID, ContentType: e.ContentType}
+	ins := &inspection{Bytes: len(b), Algorithm: string(e.Alg), KID: e.KID, ContentType: e.ContentType}
 	switch e.ContentType {
 	case envelope.ContentTypeRecord:
 		r, err := e.Record()
@@ -132,8 +137,8 @@ func inspect(b []byte, pub ed25519.PublicKey) (*inspection, error) {
 			ins.Canonical = &c
 		}
 	case envelope.ContentTypeReceipt:
-		if pub != nil {
-			if rc, err := envelope.OpenReceipt(b, pub); err == nil {
+		if pub != nil && pub.Alg == device.AlgEdDSA {
+			if rc, err := envelope.OpenReceipt(b, ed25519.PublicKey(pub.Raw)); err == nil {
 				ins.Receipt = rc
 			}
 		}
@@ -144,8 +149,8 @@ func inspect(b []byte, pub ed25519.PublicKey) (*inspection, error) {
 		ins.VerificationError = "no --pubkey given: decoded, not verified"
 		return ins, nil
 	}
-	ins.VerifiedWith = device.KeyID(pub)
-	if err := e.Verify(pub, e.ContentType); err != nil {
+	ins.VerifiedWith = pub.KeyID()
+	if err := e.VerifyKey(*pub, e.ContentType); err != nil {
 		ins.VerificationError = err.Error()
 		return ins, fmt.Errorf("inspect: %w: %v", errNotVerified, err)
 	}

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -99,5 +103,64 @@ func TestInspectStdin(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `"device_id": "kiosk-8"`) {
 		t.Fatalf("%s", out.String())
+	}
+}
+
+// p256Signer is a software stand-in for a TPM-held P-256 device key.
+type p256Signer struct{ k *ecdsa.PrivateKey }
+
+func (s p256Signer) PublicKey() device.PublicKey {
+	p, err := device.P256Public(&s.k.PublicKey)
+	if err != nil {
+		panic(err) // a P-256 key made by the test itself
+	}
+	return p
+}
+func (s p256Signer) KeyID() string         { return s.PublicKey().KeyID() }
+func (s p256Signer) Algorithm() device.Alg { return device.AlgES256 }
+func (s p256Signer) SignMessage(msg []byte) ([]byte, error) {
+	h := sha256.Sum256(msg)
+	r, ss, err := ecdsa.Sign(rand.Reader, s.k, h[:])
+	if err != nil {
+		return nil, err
+	}
+	sig := make([]byte, 64)
+	r.FillBytes(sig[:32])
+	ss.FillBytes(sig[32:])
+	return sig, nil
+}
+
+// TestInspectES256 verifies a TPM device's (ES256) result with its P-256
+// public key, and refuses it with an Ed25519 key.
+func TestInspectES256(t *testing.T) {
+	dir := t.TempDir()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p256Signer{k}
+	r, _ := result.Synthetic("kiosk-tpm", "site", 1, time.Now())
+	env, err := envelope.SignRecord(s, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemBytes, err := s.PublicKey().MarshalPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ed, _ := device.GenerateKey()
+	edPEM, _ := device.PublicKeyPEM(ed.Public())
+	envFile, keyFile, edFile := filepath.Join(dir, "r.cose"), filepath.Join(dir, "p256.pem"), filepath.Join(dir, "ed.pem")
+	for p, b := range map[string][]byte{envFile: env, keyFile: pemBytes, edFile: edPEM} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := runCmd(t, "inspect", "--pubkey", keyFile, envFile)
+	if code != 0 || !strings.Contains(out, `"algorithm": "ES256"`) || !strings.Contains(out, `"verified": true`) {
+		t.Fatalf("P-256 key: code %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	if code, out, errOut := runCmd(t, "inspect", "--pubkey", edFile, envFile); code != 1 {
+		t.Fatalf("Ed25519 key accepted an ES256 envelope: code %d\nstdout %s\nstderr %s", code, out, errOut)
 	}
 }

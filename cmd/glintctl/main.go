@@ -51,6 +51,15 @@ commands:
   sim render --faces DIR --out DIR          render simulator frames (bona fide, each attack species)
   eval --faces DIR --seed N --bona-fide N --attacks-per-species N --species LIST --out DIR
                                             ISO/IEC 30107-3 liveness evaluation on the simulator
+  session start --subject S --reference R [--socket PATH | --url URL --token-file F] [--json]
+                                            run a verification on glintd; exit 0 Approved, 1 other verdict, 2 error
+  session get|cancel ID                     a session's state; cancel it
+  session present SPECIES                   simulated camera: bona_fide or an attack in front of it
+  enrol --subject S [--crop X,Y,SIDE] PORTRAIT
+                                            enrol a portrait on glintd (prints the reference_id)
+  enrol get|delete ID                       an enrolment's metadata; delete it (data-subject request)
+  provision --link L | --hub URL --token T [--state-dir D] [--site S] [--tpm DEV]
+                                            register this device with a claim token, then self-test
   version                                   print the version
 
 Run 'glintctl <command> -h' for a command's flags.
@@ -77,6 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSim(ctx, args[1:], stdout, stderr)
 	case "eval":
 		err = runEval(ctx, args[1:], stdout, stderr)
+	case "provision":
+		err = runProvision(ctx, args[1:], stdout, stderr)
+	case "session":
+		return runSessionMain(ctx, args[1:], stdout, stderr)
+	case "enrol", "enroll":
+		return runEnrolMain(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "-h", "--help", "help":

@@ -12,6 +12,7 @@ import (
 	"github.com/glintdev/glint/inference/convert"
 	"github.com/glintdev/glint/inference/manifest"
 	"github.com/glintdev/glint/inference/quantize"
+	"github.com/glintdev/glint/internal/fsutil"
 )
 
 func runModels(args []string, stdout, stderr io.Writer) error {
@@ -55,7 +56,7 @@ func modelsConvert(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := manifest.WriteFileAtomic(*out, b); err != nil {
+	if err := fsutil.WriteFileAtomic(*out, b, 0o644); err != nil {
 		return err
 	}
 	if *asJSON {

@@ -10,7 +10,10 @@ import (
 
 	"github.com/glintdev/glint/capture"
 	"github.com/glintdev/glint/device"
+	"github.com/glintdev/glint/flashmark"
+	"github.com/glintdev/glint/inference"
 	"github.com/glintdev/glint/internal/config"
+	"github.com/glintdev/glint/result"
 	"github.com/glintdev/glint/session"
 	"github.com/glintdev/glint/sync/agent"
 )
@@ -24,15 +27,96 @@ const defaultConfigPath = "/etc/glint/glintd.yaml"
 // Config is glintd's configuration file. Every field has a doc tag: it is
 // the text of `glintd config defaults` and docs/config.md.
 type Config struct {
-	Log        LogConfig        `yaml:"log" doc:"Logging to stderr (the journal under systemd)."`
-	API        APIConfig        `yaml:"api" doc:"The local API: health, metrics and (later) kiosk sessions."`
-	Camera     CameraConfig     `yaml:"camera" doc:"The camera glintd captures from."`
-	Supervisor SupervisorConfig `yaml:"supervisor" doc:"Camera supervision: reopening a missing or lost camera."`
-	Service    ServiceConfig    `yaml:"service" doc:"Interaction with the service manager (systemd)."`
-	Guard      GuardConfig      `yaml:"guard" doc:"Device guard: integrity signals about the camera, the platform and the running code (docs/device-guard.md)."`
-	GPIO       GPIOConfig       `yaml:"gpio" doc:"Gate hardware on GPIO: relay, tamper switch, status LEDs (docs/gpio.md). Empty pin names: no such line."`
-	Sync       agent.Config     `yaml:"sync" doc:"Signed results: the device key, the durable outbox and the MQTT link to glint-hub (docs/hub.md)."`
-	StateDir   string           `yaml:"state_dir" required:"true" doc:"Directory for persistent state (keys, outbox); systemd's StateDirectory."`
+	Log        LogConfig               `yaml:"log" doc:"Logging to stderr (the journal under systemd)."`
+	API        APIConfig               `yaml:"api" doc:"The local API: health, metrics and (later) kiosk sessions."`
+	Camera     CameraConfig            `yaml:"camera" doc:"The camera glintd captures from."`
+	Supervisor SupervisorConfig        `yaml:"supervisor" doc:"Camera supervision: reopening a missing or lost camera."`
+	Service    ServiceConfig           `yaml:"service" doc:"Interaction with the service manager (systemd)."`
+	Guard      GuardConfig             `yaml:"guard" doc:"Device guard: integrity signals about the camera, the platform and the running code (docs/device-guard.md)."`
+	GPIO       GPIOConfig              `yaml:"gpio" doc:"Gate hardware on GPIO: relay, tamper switch, status LEDs (docs/gpio.md). Empty pin names: no such line."`
+	Sync       agent.Config            `yaml:"sync" doc:"Signed results: the device key, the durable outbox and the MQTT link to glint-hub (docs/hub.md)."`
+	Models     ModelsConfig            `yaml:"models" doc:"The face models (make deps: models/) and the ONNX Runtime that runs them. Without models.dir glintd runs no sessions (the session API answers 503)."`
+	Session    SessionConfig           `yaml:"session" doc:"Verification sessions: time limits, tokens, the decision policy and the flash challenge (docs/session.md)."`
+	Display    DisplayConfig           `yaml:"display" doc:"The screen that shows the flash challenge."`
+	Enrolment  session.EnrolmentConfig `yaml:"enrolment" doc:"The encrypted enrolment store (templates the sessions compare against)."`
+	StateDir   string                  `yaml:"state_dir" required:"true" doc:"Directory for persistent state (keys, outbox); systemd's StateDirectory."`
+}
+
+// ModelsConfig locates the face models.
+type ModelsConfig struct {
+	Dir       string `yaml:"dir" doc:"Directory of the ONNX models and manifest.json (make deps fills models/); empty: no models, no sessions."`
+	Library   string `yaml:"library" doc:"ONNX Runtime shared library; empty: lib/<arch>/libonnxruntime.so.1 next to models.dir (where make deps puts it)."`
+	Precision string `yaml:"precision" enum:"fp32|int8|auto" doc:"Model precision: auto takes INT8 where it measured faster (the embedding model), FP32 elsewhere (docs/models.md)."`
+	Threads   int    `yaml:"threads" min:"1" max:"64" doc:"Intra-op threads per model."`
+}
+
+// libraryPath is the ONNX Runtime library to load.
+func (c ModelsConfig) libraryPath() string {
+	if c.Library != "" {
+		return c.Library
+	}
+	return inference.DefaultLibraryPath(filepath.Join(c.Dir, ".."))
+}
+
+// SessionConfig configures verification sessions.
+type SessionConfig struct {
+	TokenTTL           time.Duration `yaml:"token_ttl" min:"1s" max:"24h" doc:"How long a session token can start its session; an unstarted session whose token expires ends Expired."`
+	Timeout            time.Duration `yaml:"timeout" min:"5s" max:"10m" doc:"Time limit of a started session (Not Finished, SESSION_TIMEOUT)."`
+	PositioningTimeout time.Duration `yaml:"positioning_timeout" min:"1s" max:"5m" doc:"How long positioning guidance may take before the session ends Not Finished (POSITIONING_TIMEOUT)."`
+	Keep               time.Duration `yaml:"keep" min:"1m" max:"24h" doc:"How long a decided session stays readable on the API."`
+	HoldFrames         int           `yaml:"hold_frames" min:"1" max:"30" doc:"Consecutive usable frames that end positioning."`
+	Mode               string        `yaml:"mode" enum:"dynamic|express" doc:"Default mode: dynamic (flash challenge) or express (passive anti-spoof on one frame); a request may ask for the other."`
+	LivenessLevel      string        `yaml:"liveness_level" enum:"LOOSE|STANDARD|STRICT|CLOSED" doc:"Default liveness level (threshold 35, 50, 70; CLOSED disables liveness, for tests only, and every record says so)."`
+	FaceThreshold      float64       `yaml:"face_threshold" min:"0" max:"100" doc:"Minimum face-similarity score for Approved (50 = faceres cosine 0.55, docs/models.md)."`
+	ReviewBand         float64       `yaml:"review_band" min:"0" max:"50" doc:"Score points below a threshold that give In Review instead of Declined; 0: no review."`
+	RefuseRisk         string        `yaml:"refuse_risk" enum:"none|info|warn|critical" doc:"Device-guard risk at or above which sessions are refused (Not Finished, DEVICE_RISK); none: never."`
+	PolicyID           string        `yaml:"policy_id" doc:"Policy name written into every record's policy snapshot."`
+	Retention          bool          `yaml:"retention" doc:"Keep the evidence frame (a JPEG face crop) in the signed record; off: only its SHA-256."`
+	LatencyMin         time.Duration `yaml:"latency_min" min:"-100ms" max:"400ms" doc:"Lower bound of this device's calibrated display-to-camera loop latency (a response earlier than this is rejected)."`
+	LatencyMax         time.Duration `yaml:"latency_max" min:"-100ms" max:"400ms" doc:"Upper bound of the calibrated loop latency (a later response is rejected: relighting attacks answer late)."`
+	ChallengeSteps     int           `yaml:"challenge_steps" min:"2" max:"64" doc:"Colour steps per flash challenge."`
+	StepMin            time.Duration `yaml:"step_min" min:"20ms" max:"2s" doc:"Shortest colour step."`
+	StepMax            time.Duration `yaml:"step_max" min:"20ms" max:"2s" doc:"Longest colour step."`
+	MaxFlash           time.Duration `yaml:"max_flash" min:"100ms" max:"10s" doc:"Longest total flash time of a challenge."`
+	Readout            time.Duration `yaml:"readout" min:"0s" max:"100ms" doc:"The camera's rolling-shutter readout time of a whole frame (0: global shutter or unknown); the simulated camera reports its own."`
+}
+
+// Validate orders the bounds.
+func (c *SessionConfig) Validate() error {
+	var errs []error
+	if c.LatencyMax < c.LatencyMin {
+		errs = append(errs, config.Invalid("latency_max", "%s is below session.latency_min (%s)", c.LatencyMax, c.LatencyMin))
+	}
+	if c.StepMax < c.StepMin {
+		errs = append(errs, config.Invalid("step_max", "%s is below session.step_min (%s)", c.StepMax, c.StepMin))
+	}
+	if time.Duration(c.ChallengeSteps)*c.StepMin > c.MaxFlash {
+		errs = append(errs, config.Invalid("max_flash", "%d steps of at least %s do not fit in %s", c.ChallengeSteps, c.StepMin, c.MaxFlash))
+	}
+	return errors.Join(errs...)
+}
+
+// policy converts the validated section.
+func (c SessionConfig) policy() session.Policy {
+	p := session.DefaultPolicy()
+	p.ID = c.PolicyID
+	p.Mode = result.Mode(c.Mode)
+	p.Level = flashmark.Level(c.LivenessLevel)
+	p.FaceThreshold = c.FaceThreshold
+	p.ReviewBand = c.ReviewBand
+	p.RefuseRisk, _ = device.ParseSeverity(c.RefuseRisk)
+	return p
+}
+
+// challenge converts the validated section.
+func (c SessionConfig) challenge() flashmark.ChallengeConfig {
+	return flashmark.ChallengeConfig{Steps: c.ChallengeSteps, StepMin: c.StepMin, StepMax: c.StepMax, MaxTotal: c.MaxFlash}
+}
+
+// DisplayConfig selects the challenge screen.
+type DisplayConfig struct {
+	Backend     string `yaml:"backend" enum:"auto|fbdev|none" doc:"auto: the simulated screen with camera.source sim, none otherwise; fbdev: the Linux framebuffer; none: no screen (express mode only)."`
+	Framebuffer string `yaml:"framebuffer" doc:"Framebuffer device for backend fbdev."`
 }
 
 // LogConfig configures logging.
@@ -67,7 +151,7 @@ func (c *APIConfig) Validate() error {
 
 // CameraConfig selects and configures the camera source.
 type CameraConfig struct {
-	Source       string           `yaml:"source" enum:"v4l2|file" doc:"v4l2: a camera device; file: replay images (demo, tests)."`
+	Source       string           `yaml:"source" enum:"v4l2|file|sim" doc:"v4l2: a camera device; file: replay images (tests); sim: the closed-loop simulator's camera and screen looking at a face photo (demo, docs/sim.md)."`
 	Device       string           `yaml:"device" doc:"V4L2 device node; may be empty when bus_info or serial identify the camera."`
 	BusInfo      string           `yaml:"bus_info" doc:"V4L2 bus_info (e.g. usb-0000:00:14.0-1) that identifies the camera across replugs."`
 	Serial       string           `yaml:"serial" doc:"USB serial number that identifies the camera across replugs."`
@@ -78,6 +162,15 @@ type CameraConfig struct {
 	Buffers      int              `yaml:"buffers" min:"2" max:"32" doc:"Driver buffers; more absorb scheduling hiccups at the cost of latency."`
 	FrameTimeout time.Duration    `yaml:"frame_timeout" min:"100ms" max:"1m" doc:"A camera silent this long is treated as failed and reopened."`
 	File         FileSourceConfig `yaml:"file" doc:"The file source (camera.source: file)."`
+	Sim          SimSourceConfig  `yaml:"sim" doc:"The simulated camera and screen (camera.source: sim), at camera.width x camera.height and camera.fps, on the real clock."`
+}
+
+// SimSourceConfig configures the simulated camera and screen.
+type SimSourceConfig struct {
+	Face      string `yaml:"face" doc:"Face photo (JPEG or PNG) in front of the simulated camera, e.g. .cache/faces/skimage/astronaut.png."`
+	FaceIndex int    `yaml:"face_index" min:"0" max:"64" doc:"Which face of a group photo."`
+	Species   string `yaml:"species" enum:"bona_fide|print|screen|replay|injection|relight|mask" doc:"Initial presentation: the live face or an attack species; the local API can switch it (POST /v1/sim/presentation)."`
+	Seed      int    `yaml:"seed" min:"0" doc:"Seed of the simulator's noise and attack details."`
 }
 
 // FileSourceConfig configures the file source.
@@ -97,6 +190,10 @@ func (c *CameraConfig) Validate() error {
 	case "file":
 		if c.File.Path == "" {
 			return config.Invalid("file.path", "must be set for the file source")
+		}
+	case "sim":
+		if c.Sim.Face == "" {
+			return config.Invalid("sim.face", "must be set for the sim source")
 		}
 	}
 	return nil
@@ -213,13 +310,23 @@ func defaultConfig() Config {
 			Buffers:      4,
 			FrameTimeout: 2 * time.Second,
 			File:         FileSourceConfig{FPS: 25, Loop: true},
+			Sim:          SimSourceConfig{Species: "bona_fide", Seed: 1},
 		},
 		Supervisor: SupervisorConfig{ReconnectMin: 500 * time.Millisecond, ReconnectMax: 30 * time.Second},
 		Service:    ServiceConfig{ShutdownTimeout: 5 * time.Second, Watchdog: true},
 		Guard:      GuardConfig{Interval: time.Minute, MaxClockSkew: 30 * time.Second, Severity: map[string]string{}},
 		GPIO:       GPIOConfig{RelayPulse: time.Second, Debounce: 50 * time.Millisecond},
 		Sync:       agent.Defaults(),
-		StateDir:   "/var/lib/glint",
+		Models:     ModelsConfig{Precision: "auto", Threads: 1},
+		Session: SessionConfig{
+			TokenTTL: 2 * time.Minute, Timeout: time.Minute, PositioningTimeout: 20 * time.Second, Keep: 10 * time.Minute,
+			HoldFrames: 3, Mode: string(result.ModeDynamic), LivenessLevel: string(flashmark.LevelStandard),
+			FaceThreshold: inference.DefaultMatchThreshold, RefuseRisk: "critical", PolicyID: "default",
+			LatencyMin: flashmark.DefaultLatencyMin, LatencyMax: flashmark.DefaultLatencyMax,
+			ChallengeSteps: 8, StepMin: 120 * time.Millisecond, StepMax: 180 * time.Millisecond, MaxFlash: 1500 * time.Millisecond,
+		},
+		Display:  DisplayConfig{Backend: "auto", Framebuffer: "/dev/fb0"},
+		StateDir: "/var/lib/glint",
 	}
 }
 

@@ -43,6 +43,8 @@ const usage = `usage:
   glintd config check [FILE]          validate a configuration (exit 0 valid, 2 invalid)
   glintd config defaults [--markdown] print every key with its default and description
   glintd gpio safe [--config FILE]    set the gate relay inactive (the unit's ExecStopPost)
+  glintd provision [--config FILE] --link L
+                                      first boot: register with a claim token, self-test
   glintd version                      print the version
 `
 
@@ -53,6 +55,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 			return configCommand(args[1:], stdout, stderr)
 		case "gpio":
 			return gpioCommand(args[1:], stderr)
+		case "provision":
+			return provisionCommand(args[1:], stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, "glintd", buildinfo.String())
 			return exitOK

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/glintdev/glint/internal/buildinfo"
 	"github.com/glintdev/glint/internal/service"
 	"github.com/glintdev/glint/session"
+	"github.com/glintdev/glint/sim"
 	"github.com/glintdev/glint/sync/agent"
 	"github.com/glintdev/glint/sync/outbox"
 )
@@ -44,6 +46,8 @@ func newSource(c CameraConfig) (capture.Source, error) {
 			// The file source's errors already name it and its path.
 			return capture.NewFileSource(capture.FileSourceConfig{Path: c.File.Path, FPS: c.File.FPS, Loop: c.File.Loop})
 		}}, nil
+	case "sim":
+		return newSimRig(c)
 	case "v4l2":
 		return capture.NewV4L2Source(capture.V4L2Config{
 			Device:       c.Device,
@@ -182,12 +186,21 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 			return err
 		}
 	}
+	// Frames reach a session through the feed, only while one listens. A
+	// second of frames of slack: a session whose per-frame analysis falls
+	// behind for a moment (a loaded CPU) catches up instead of losing
+	// challenge frames.
+	feed := session.NewFeed(32)
 	sup, err := capture.NewSupervisor(capture.SupervisorConfig{
 		Source:     src,
+		Sink:       feed,
 		MinBackoff: cfg.Supervisor.ReconnectMin,
 		MaxBackoff: cfg.Supervisor.ReconnectMax,
 		Logger:     log.With("component", "camera"),
-		OnChange:   func(st capture.Status) { notify.Status(st.Summary()) },
+		OnChange: func(st capture.Status) {
+			notify.Status(st.Summary())
+			feed.CameraChanged(st)
+		},
 	})
 	if err != nil {
 		return err
@@ -215,7 +228,14 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	api, err := session.NewAPI(session.APIConfig{
+	verify, err := newSessions(cfg, src, sup, feed, monitor, gate, log)
+	if err != nil {
+		return err
+	}
+	if verify != nil {
+		defer verify.Close()
+	}
+	apiCfg := session.APIConfig{
 		SocketPath: cfg.API.Socket,
 		TCPAddr:    cfg.API.TCP,
 		Token:      token,
@@ -223,7 +243,17 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 		Camera:     sup,
 		Guard:      monitor,
 		Logger:     log.With("component", "api"),
-	})
+	}
+	if verify != nil && verify.manager != nil {
+		apiCfg.Sessions = verify.manager
+	}
+	if verify != nil && verify.enrolments != nil {
+		apiCfg.Enrolments = verify.enrolments
+	}
+	if rig, ok := src.(*sim.Rig); ok {
+		apiCfg.SimControl = simControl{rig: rig, dir: filepath.Dir(cfg.Camera.Sim.Face), log: log.With("component", "sim")}
+	}
+	api, err := session.NewAPI(apiCfg)
 	if err != nil {
 		return err
 	}
@@ -237,6 +267,9 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 		return err
 	}
 	defer syncAgent.Close()
+	if verify != nil {
+		verify.recorder.a = syncAgent
+	}
 	syncEnabled := cfg.Sync.BrokerURL != "" && cfg.Sync.DeviceID != ""
 	api.AddComponent("sync", func() any { return syncHealth(syncAgent, syncEnabled) })
 	if err := api.Start(); err != nil {
@@ -276,6 +309,19 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 			log.Error("sync", "err", err)
 		}
 	}()
+	helpers.Add(1)
+	go func() {
+		defer helpers.Done()
+		// The signed guard report, retained on <prefix>/<device>/guard.
+		syncAgent.RunGuard(camCtx, monitor)
+	}()
+	if verify != nil && verify.manager != nil {
+		helpers.Add(1)
+		go func() {
+			defer helpers.Done()
+			_ = verify.manager.Run(camCtx) // expires tokens, forgets old sessions
+		}()
+	}
 	defer helpers.Wait()
 	watchCtx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
@@ -296,6 +342,11 @@ func runWith(ctx context.Context, cfg Config, src capture.Source, log *slog.Logg
 	done := make(chan error, 1)
 	go func() {
 		err := api.Shutdown(shCtx)
+		// A running session ends Not Finished (SHUTDOWN) and is recorded
+		// before the camera and the outbox go.
+		if verify != nil && verify.manager != nil {
+			_ = verify.manager.Close()
+		}
 		stopCamera()
 		select {
 		case <-camDone:

@@ -5,10 +5,20 @@
 //	GET  /api/v1/results?device=&status=&since=&limit=   newest first
 //	GET  /api/v1/results/{id}      record, verification status, raw envelope
 //	GET  /api/v1/devices           last seen, online, reported queue depth
-//	POST /api/v1/devices           register {device_id, site_id, public_key (PEM)}
+//	GET  /api/v1/devices/{id}      one device with its latest verified guard report,
+//	                               provisioning facts and self-test report
+//	POST /api/v1/devices           register {device_id, site_id, public_key (PEM, Ed25519 or P-256)}
 //	POST /api/v1/devices/{id}/revoke  revoke: its envelopes are rejected from then on
 //	GET  /api/v1/quarantine?reason=&limit=  rejected input with reasons
 //	GET  /api/v1/hub               the hub's receipt-signing public key
+//	POST /api/v1/tokens            create a claim token {site_id, ttl, note}
+//	GET  /api/v1/tokens?site=      list claim tokens (never the tokens themselves)
+//
+// Two routes take no API key, because what they carry authorises them
+// (docs/provisioning.md):
+//
+//	POST /api/v1/provision         a registration signed by the device key, with a claim token
+//	POST /api/v1/provision/report  a self-test report signed by a registered device key
 //
 // The dashboard comes in a later issue.
 package api
@@ -44,7 +54,10 @@ type Config struct {
 	HubKey ed25519.PublicKey
 	// Gatherer serves /metrics; nil serves none.
 	Gatherer prometheus.Gatherer
-	Logger   *slog.Logger
+	// Provision enables provisioning (POST /api/v1/provision and
+	// /api/v1/provision/report); nil leaves those routes out.
+	Provision *ProvisionConfig
+	Logger    *slog.Logger
 }
 
 // API is the HTTP handler.
@@ -86,6 +99,16 @@ func New(cfg Config) (*API, error) {
 	a.mux.HandleFunc("POST /api/v1/devices/{id}/revoke", a.auth(a.revokeDevice))
 	a.mux.HandleFunc("GET /api/v1/quarantine", a.auth(a.listQuarantine))
 	a.mux.HandleFunc("GET /api/v1/hub", a.auth(a.hubKey))
+	a.mux.HandleFunc("GET /api/v1/devices/{id}", a.auth(a.getDevice))
+	a.mux.HandleFunc("POST /api/v1/tokens", a.auth(a.createToken))
+	a.mux.HandleFunc("GET /api/v1/tokens", a.auth(a.listTokens))
+	if cfg.Provision != nil {
+		if err := cfg.Provision.check(); err != nil {
+			return nil, err
+		}
+		a.mux.HandleFunc("POST /api/v1/provision", a.provision)
+		a.mux.HandleFunc("POST /api/v1/provision/report", a.provisionReport)
+	}
 	return a, nil
 }
 
@@ -116,6 +139,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // links (glint://provision?…&token=…) stay readable
 	_ = enc.Encode(v)
 }
 
@@ -177,10 +201,13 @@ func (a *API) getResult(w http.ResponseWriter, r *http.Request) {
 	}
 	// Re-verify against the registry now: the stored bytes are evidence
 	// and anyone can re-check them with glintctl inspect.
-	v := Verification{Algorithm: "EdDSA", KID: row.KID, DeviceID: row.DeviceID, Canonical: row.Canonical}
+	v := Verification{Algorithm: string(device.AlgEdDSA), KID: row.KID, DeviceID: row.DeviceID, Canonical: row.Canonical}
+	if e, err := envelope.Decode(row.Envelope); err == nil {
+		v.Algorithm = string(e.Alg)
+	}
 	d, err := a.cfg.Store.DeviceByKID(r.Context(), row.KID)
 	if err == nil {
-		_, err = envelope.OpenRecord(row.Envelope, d.PublicKey)
+		_, err = envelope.OpenRecordKey(row.Envelope, d.Key)
 	}
 	if err != nil {
 		v.Error = err.Error()
@@ -223,12 +250,12 @@ func (a *API) registerDevice(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	pub, err := device.ParsePublicKeyPEM([]byte(req.PublicKey))
+	pub, err := device.ParsePublicKey([]byte(req.PublicKey))
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	d, err := a.cfg.Store.RegisterDevice(r.Context(), req.DeviceID, req.SiteID, pub)
+	d, err := a.cfg.Store.RegisterDeviceKey(r.Context(), req.DeviceID, req.SiteID, pub)
 	if errors.Is(err, store.ErrConflict) {
 		writeErr(w, http.StatusConflict, err.Error())
 		return

@@ -15,7 +15,6 @@ package broker
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/subtle"
 	"crypto/tls"
 	"errors"
@@ -29,6 +28,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/glintdev/glint/device"
 	"github.com/glintdev/glint/sync/link"
 )
 
@@ -38,7 +38,7 @@ const DefaultAddr = ":18830"
 
 // Devices resolves a device ID to its registered public key.
 type Devices interface {
-	DevicePublicKey(ctx context.Context, deviceID string) (pub ed25519.PublicKey, revoked bool, err error)
+	DevicePublicKey(ctx context.Context, deviceID string) (pub device.PublicKey, revoked bool, err error)
 }
 
 // Config configures the broker.
@@ -199,7 +199,7 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		h.b.log.Warn("device refused: unknown or revoked", "device", user, "err", err, "revoked", revoked)
 		return false
 	}
-	if err := link.VerifyAuthToken(string(pk.Connect.Password), user, pub, time.Now(), h.b.cfg.AuthSkew); err != nil {
+	if err := link.VerifyAuthTokenKey(string(pk.Connect.Password), user, pub, time.Now(), h.b.cfg.AuthSkew); err != nil {
 		h.b.log.Warn("device refused", "device", user, "err", err)
 		return false
 	}

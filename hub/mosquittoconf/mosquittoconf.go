@@ -24,6 +24,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/glintdev/glint/hub/store"
+	"github.com/glintdev/glint/internal/fsutil"
 )
 
 // File names inside the output directory.
@@ -289,7 +290,7 @@ func Generate(ctx context.Context, st Store, o Options) (*Summary, error) {
 		{sum.ACLFile, ACL(o.Prefix, o.HubUser)},
 		{sum.ConfFile, Conf(o, brokerDir)},
 	} {
-		if err := writeAtomic(f.path, []byte(f.body), 0o640); err != nil {
+		if err := fsutil.WriteFileAtomic(f.path, []byte(f.body), 0o640); err != nil {
 			return nil, err
 		}
 	}
@@ -312,7 +313,7 @@ func issue(ctx context.Context, st Store, creds map[string]string, credDir, user
 		return err
 	}
 	path := filepath.Join(credDir, user+".secret")
-	if err := writeAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(path, []byte(secret+"\n"), 0o600); err != nil {
 		return err
 	}
 	if rotate {
@@ -347,38 +348,4 @@ func probeWritable(dir string) error {
 	}
 	f.Close()
 	return os.Remove(f.Name())
-}
-
-// writeAtomic writes a temporary file beside path, syncs it and renames it
-// over path, so a reader (or a Mosquitto reloading on SIGHUP) never sees a
-// partial file.
-func writeAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	err = f.Chmod(mode)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }

@@ -67,4 +67,60 @@ var migrations = []migration{
 			updated_ns    BIGINT NOT NULL
 		)`,
 	}},
+	{3, "provisioning, key algorithms, guard reports", []string{
+		// Every device registered so far has an Ed25519 key.
+		`ALTER TABLE devices ADD COLUMN key_alg TEXT NOT NULL DEFAULT 'EdDSA'`,
+		// Sites with the policy handed to devices at provisioning (JSON,
+		// opaque to the store).
+		`CREATE TABLE sites (
+			site_id     TEXT PRIMARY KEY,
+			policy_json TEXT NOT NULL DEFAULT '{}',
+			created_ns  BIGINT NOT NULL
+		)`,
+		// One-time claim tokens: only the SHA-256 of the token is stored;
+		// token_id (a prefix of that hash) names it in listings and logs.
+		`CREATE TABLE claim_tokens (
+			token_hash TEXT PRIMARY KEY,
+			token_id   TEXT NOT NULL,
+			site_id    TEXT NOT NULL,
+			note       TEXT NOT NULL DEFAULT '',
+			created_ns BIGINT NOT NULL,
+			expires_ns BIGINT NOT NULL,
+			used_ns    BIGINT NOT NULL DEFAULT 0,
+			device_id  TEXT NOT NULL DEFAULT ''
+		)`,
+		`CREATE INDEX claim_tokens_site ON claim_tokens (site_id, created_ns)`,
+		// What each provisioning registered: the signed registration as
+		// evidence, and the hardware facts it carried.
+		`CREATE TABLE provisionings (
+			id             {{SERIAL}},
+			device_id      TEXT NOT NULL,
+			token_id       TEXT NOT NULL,
+			site_id        TEXT NOT NULL,
+			provisioned_ns BIGINT NOT NULL,
+			facts_json     TEXT NOT NULL,
+			registration   {{BLOB}} NOT NULL
+		)`,
+		`CREATE INDEX provisionings_device ON provisionings (device_id, provisioned_ns)`,
+		// Self-test reports sent after provisioning (signed by the device).
+		`CREATE TABLE provision_reports (
+			id          {{SERIAL}},
+			device_id   TEXT NOT NULL,
+			received_ns BIGINT NOT NULL,
+			passed      BIGINT NOT NULL,
+			report_json TEXT NOT NULL,
+			signed      {{BLOB}} NOT NULL
+		)`,
+		`CREATE INDEX provision_reports_device ON provision_reports (device_id, received_ns)`,
+		// The newest verified guard report of each device.
+		`CREATE TABLE device_guard (
+			device_id   TEXT PRIMARY KEY,
+			sent_ns     BIGINT NOT NULL,
+			checked_ns  BIGINT NOT NULL,
+			received_ns BIGINT NOT NULL,
+			risk        TEXT NOT NULL,
+			report_json TEXT NOT NULL,
+			envelope    {{BLOB}} NOT NULL
+		)`,
+	}},
 }

@@ -184,8 +184,15 @@ func (s *Store) tx(ctx context.Context, f func(*sql.Tx) error) error {
 
 // Device is a registered device.
 type Device struct {
-	DeviceID   string            `json:"device_id"`
-	KID        string            `json:"kid"`
+	DeviceID string `json:"device_id"`
+	KID      string `json:"kid"`
+	// KeyAlg is the key's algorithm: EdDSA (key file) or ES256 (TPM).
+	KeyAlg device.Alg `json:"key_alg"`
+	// Key is the registered public key with its algorithm.
+	Key device.PublicKey `json:"-"`
+	// PublicKey is Key.Raw: the 32-byte Ed25519 key, or the 65-byte
+	// uncompressed point of a P-256 key (kept for callers that predate
+	// ES256 devices; use Key).
 	PublicKey  ed25519.PublicKey `json:"-"`
 	SiteID     string            `json:"site_id"`
 	Revoked    bool              `json:"revoked"`
@@ -205,9 +212,20 @@ func (s *Store) RegisterDevice(ctx context.Context, deviceID, siteID string, pub
 	if deviceID == "" || len(pub) != ed25519.PublicKeySize {
 		return nil, fmt.Errorf("register device: need a device ID and an Ed25519 key")
 	}
-	kid := device.KeyID(pub)
-	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO devices (device_id, kid, public_key, site_id, created_ns) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-		deviceID, kid, []byte(pub), siteID, time.Now().UnixNano())
+	return s.RegisterDeviceKey(ctx, deviceID, siteID, device.Ed25519Public(pub))
+}
+
+// RegisterDeviceKey is RegisterDevice with a key of either algorithm.
+func (s *Store) RegisterDeviceKey(ctx context.Context, deviceID, siteID string, pub device.PublicKey) (*Device, error) {
+	if deviceID == "" {
+		return nil, fmt.Errorf("register device: need a device ID")
+	}
+	if err := pub.Check(); err != nil {
+		return nil, fmt.Errorf("register device %s: %w", deviceID, err)
+	}
+	kid := pub.KeyID()
+	res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO devices (device_id, kid, public_key, site_id, created_ns, key_alg) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+		deviceID, kid, pub.Raw, siteID, time.Now().UnixNano(), string(pub.Alg))
 	if err != nil {
 		return nil, fmt.Errorf("register device %s: %w", deviceID, err)
 	}
@@ -234,17 +252,19 @@ func (s *Store) RevokeDevice(ctx context.Context, deviceID string) error {
 	return nil
 }
 
-const deviceCols = `device_id, kid, public_key, site_id, revoked, created_ns, last_seen_ns, last_seq, online, queue_depth, status_json`
+const deviceCols = `device_id, kid, public_key, site_id, revoked, created_ns, last_seen_ns, last_seq, online, queue_depth, status_json, key_alg`
 
 func scanDevice(sc interface{ Scan(...any) error }) (*Device, error) {
 	var d Device
 	var pub []byte
 	var revoked, online, created, seen, seq int64
-	var status string
-	if err := sc.Scan(&d.DeviceID, &d.KID, &pub, &d.SiteID, &revoked, &created, &seen, &seq, &online, &d.QueueDepth, &status); err != nil {
+	var status, alg string
+	if err := sc.Scan(&d.DeviceID, &d.KID, &pub, &d.SiteID, &revoked, &created, &seen, &seq, &online, &d.QueueDepth, &status, &alg); err != nil {
 		return nil, err
 	}
 	d.PublicKey = ed25519.PublicKey(pub)
+	d.KeyAlg = device.Alg(alg)
+	d.Key = device.PublicKey{Alg: d.KeyAlg, Raw: pub}
 	d.Revoked, d.Online = revoked != 0, online != 0
 	d.CreatedAt = time.Unix(0, created).UTC()
 	if seen != 0 {
@@ -326,7 +346,7 @@ func (s *Store) LookupDevice(ctx context.Context, kid string) (*ingest.Device, e
 	if err != nil {
 		return nil, err
 	}
-	return &ingest.Device{DeviceID: d.DeviceID, PublicKey: d.PublicKey, Revoked: d.Revoked}, nil
+	return &ingest.Device{DeviceID: d.DeviceID, PublicKey: d.PublicKey, Key: d.Key, Revoked: d.Revoked}, nil
 }
 
 var _ ingest.Store = (*Store)(nil)
@@ -722,11 +742,13 @@ func (s *Store) DeviceByID(ctx context.Context, deviceID string) (*Device, error
 	return d, nil
 }
 
-// DevicePublicKey implements hub/broker.Devices.
-func (s *Store) DevicePublicKey(ctx context.Context, deviceID string) (ed25519.PublicKey, bool, error) {
+// DevicePublicKey implements hub/broker.Devices: the registered key with
+// its algorithm, so that the broker checks an auth token only with the
+// algorithm the device registered.
+func (s *Store) DevicePublicKey(ctx context.Context, deviceID string) (device.PublicKey, bool, error) {
 	d, err := s.DeviceByID(ctx, deviceID)
 	if err != nil {
-		return nil, false, err
+		return device.PublicKey{}, false, err
 	}
-	return d.PublicKey, d.Revoked, nil
+	return d.Key, d.Revoked, nil
 }

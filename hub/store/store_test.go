@@ -57,7 +57,7 @@ func TestMigrateIdempotent(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer s.Close()
-			if v, err := s.SchemaVersion(ctx); err != nil || v != 2 {
+			if v, err := s.SchemaVersion(ctx); err != nil || v != 3 {
 				t.Fatalf("schema version %d, %v", v, err)
 			}
 		})

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/glintdev/glint/inference/manifest"
+	"github.com/glintdev/glint/internal/fsutil"
 )
 
 // Version identifies the converter's output; bump it when a change to the
@@ -88,7 +89,7 @@ func Build(cfg BuildConfig) (*manifest.Manifest, error) {
 			return nil, fmt.Errorf("build %s: %w", name, err)
 		}
 		file := name + ".onnx"
-		if err := manifest.WriteFileAtomic(filepath.Join(cfg.Out, file), b); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(cfg.Out, file), b, 0o644); err != nil {
 			return nil, fmt.Errorf("build %s: %w", name, err)
 		}
 		man.Put(manifest.Model{

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/glintdev/glint/internal/fsutil"
 )
 
 // ErrChecksum marks a model file whose sha256 differs from the manifest's:
@@ -105,7 +107,7 @@ func (m *Manifest) Save(dir string) error {
 	if err != nil {
 		return fmt.Errorf("model manifest: %w", err)
 	}
-	return WriteFileAtomic(filepath.Join(dir, FileName), append(b, '\n'))
+	return fsutil.WriteFileAtomic(filepath.Join(dir, FileName), append(b, '\n'), 0o644)
 }
 
 // Find returns the entry for name at precision.
@@ -164,32 +166,4 @@ func (m *Manifest) ReadModel(dir, name, precision string) ([]byte, *Model, error
 func SHA256(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-// WriteFileAtomic writes data to path through a temporary file and rename,
-// so a reader never sees a half-written model or manifest.
-func WriteFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
 }

@@ -159,9 +159,10 @@ func removeNode(g *onnxpb.GraphProto, n *onnxpb.NodeProto) {
 // then does the clipping exactly (its range starts at 0, so negatives
 // quantize to the zero point, and values above the calibrated maximum
 // saturate), and the node keeps its full 8-bit range for the non-negative
-// half. Only chains whose output tensor gets a QDQ pair (qdq(tensor)) are
-// collapsed: without one nothing would clip. Returns the number collapsed.
-func collapseActivations(g *onnxpb.GraphProto, qdq func(string) bool) int {
+// half. Only chains whose output tensor gets a QDQ pair (qdq(n, tensor), n
+// the node before the activation) are collapsed: without one nothing would
+// clip. Returns the number collapsed.
+func collapseActivations(g *onnxpb.GraphProto, qdq func(n *onnxpb.NodeProto, tensor string) bool) int {
 	inits := map[string]*onnxpb.TensorProto{}
 	for _, t := range g.GetInitializer() {
 		inits[t.GetName()] = t
@@ -244,7 +245,7 @@ func collapseActivations(g *onnxpb.GraphProto, qdq func(string) bool) int {
 		}
 		// A graph output reads the tensor itself, not its QDQ pair: it
 		// would see the unclipped value.
-		if z := chain[len(chain)-1].GetOutput()[0]; !qdq(z) || outs[z] {
+		if z := chain[len(chain)-1].GetOutput()[0]; !qdq(n, z) || outs[z] {
 			continue
 		}
 		n.Output[0] = chain[len(chain)-1].GetOutput()[0]

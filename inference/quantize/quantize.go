@@ -40,6 +40,16 @@ type Config struct {
 	// percentiles; 0 means min/max; negative means the range (min/max
 	// shrunk by up to 70%) with the least squared quantization error.
 	Percentile float64
+	// FloatSkip keeps the tensors that float nodes read in float: a tensor
+	// produced by a float node (a residual Add, ReLU, MaxPool, Pad) and read
+	// both by a quantized node and by a float one gets its QDQ pair for the
+	// quantized reader only, and the float reader keeps the exact value.
+	// Without it every reader of a QDQ'd tensor reads the dequantized
+	// value. With Ops limited to Conv this quantizes the convolution
+	// branches of a residual network and leaves its skip path (the
+	// residual stream) in float, so that quantization errors do not
+	// accumulate along it.
+	FloatSkip bool
 }
 
 func (c Config) quantizes(op string) bool {
@@ -240,12 +250,16 @@ func CalibrationTensors(m *onnxpb.ModelProto, cfg Config) []string {
 // collapseAndPlan collapses the activations after nodes that will be
 // quantized, then plans the quantization of the resulting graph.
 func collapseAndPlan(g *onnxpb.GraphProto, cfg Config) (map[*onnxpb.NodeProto]bool, []string, *Report) {
-	_, acts0, _ := plan(index(g), cfg)
+	quant0, acts0, _ := plan(index(g), cfg)
 	qdq := map[string]bool{}
 	for _, t := range acts0 {
 		qdq[t] = true
 	}
-	collapseActivations(g, func(t string) bool { return qdq[t] })
+	collapseActivations(g, func(n *onnxpb.NodeProto, t string) bool {
+		// With FloatSkip a float reader of t would see the unclipped
+		// value of a float producer: collapse only after quantized nodes.
+		return qdq[t] && (!cfg.FloatSkip || quant0[n])
+	})
 	return plan(index(g), cfg)
 }
 
@@ -326,13 +340,14 @@ func Quantize(m *onnxpb.ModelProto, ranges map[string]Range, cfg Config) (*onnxp
 	}
 	// Float consumers of a QDQ'd tensor read the dequantized value too, so
 	// each quantized producer feeds only its Q node (which ORT's QDQ fusion
-	// requires).
+	// requires). With FloatSkip only the float readers of a quantized
+	// node's output do so: the others keep the float tensor.
 	for _, n := range g.GetNode() {
 		if quant[n] || n.GetOpType() == "QuantizeLinear" {
 			continue
 		}
 		for i, in := range n.GetInput() {
-			if d := b.dq[in]; d != "" {
+			if d := b.dq[in]; d != "" && (!cfg.FloatSkip || quant[gi.producer[in]]) {
 				n.Input[i] = d
 			}
 		}

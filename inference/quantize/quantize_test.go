@@ -85,15 +85,15 @@ func TestCollapseActivationsOnlyWithQDQ(t *testing.T) {
 	g := convGraph()
 	foldAffine(g)
 	// y is a graph output here: no QDQ pair would clip, so nothing collapses.
-	if n := collapseActivations(g, func(string) bool { return false }); n != 0 {
+	if n := collapseActivations(g, func(*onnxpb.NodeProto, string) bool { return false }); n != 0 {
 		t.Fatalf("collapsed %d without QDQ", n)
 	}
-	if n := collapseActivations(g, func(t string) bool { return t == "y" }); n != 0 {
+	if n := collapseActivations(g, func(_ *onnxpb.NodeProto, t string) bool { return t == "y" }); n != 0 {
 		t.Fatalf("collapsed %d: a graph output must stay", n)
 	}
 	g.Output[0].Name = proto.String("z")
 	g.Node = append(g.Node, node("Identity", "id", []string{"y"}, "z"))
-	if n := collapseActivations(g, func(t string) bool { return t == "y" }); n != 1 {
+	if n := collapseActivations(g, func(_ *onnxpb.NodeProto, t string) bool { return t == "y" }); n != 1 {
 		t.Fatalf("collapsed %d, want 1", n)
 	}
 	if g.Node[0].GetOutput()[0] != "y" || len(g.Node) != 2 {
@@ -130,5 +130,71 @@ func TestMSERangeIgnoresOutlier(t *testing.T) {
 	r := mseRange(vals, Range{0, 1})
 	if r.Max >= 1 || r.Min != 0 {
 		t.Errorf("range %+v: the outlier should have been clipped", r)
+	}
+}
+
+// residualGraph is x → Add(x, x) → Relu → a; a → Conv → c; y = Add(a, c):
+// a residual block whose skip input a is also a convolution's input.
+func residualGraph() *onnxpb.ModelProto {
+	in := func(name string) *onnxpb.ValueInfoProto {
+		return &onnxpb.ValueInfoProto{Name: proto.String(name), Type: &onnxpb.TypeProto{Value: &onnxpb.TypeProto_TensorType{
+			TensorType: &onnxpb.TypeProto_Tensor{ElemType: proto.Int32(int32(onnxpb.TensorProto_FLOAT))}}}}
+	}
+	return &onnxpb.ModelProto{Graph: &onnxpb.GraphProto{
+		Input:  []*onnxpb.ValueInfoProto{in("x")},
+		Output: []*onnxpb.ValueInfoProto{in("y")},
+		Initializer: []*onnxpb.TensorProto{
+			floatTensor("W", []int64{2, 2, 1, 1}, []float32{1, -2, 0.5, 3}),
+			floatTensor("B", []int64{2}, []float32{0.5, 1}),
+		},
+		Node: []*onnxpb.NodeProto{
+			node("Add", "add0", []string{"x", "x"}, "s"),
+			node("Relu", "relu", []string{"s"}, "a"),
+			node("Conv", "conv", []string{"a", "W", "B"}, "c"),
+			node("Add", "add", []string{"a", "c"}, "y"),
+		},
+	}}
+}
+
+// TestFloatSkip: with FloatSkip and only convolutions quantized, the
+// residual Add reads the skip input a exactly (not its QDQ pair) and the
+// convolution's output through its QDQ pair, and the ReLU before a float
+// reader is not absorbed (its clip would be lost on the float path).
+// Without FloatSkip every reader of a reads the dequantized value.
+func TestFloatSkip(t *testing.T) {
+	ranges := map[string]Range{"x": {-1, 1}, "s": {-2, 2}, "a": {0, 2}, "c": {-4, 8}, "y": {-4, 10}}
+	inputs := func(cfg Config) (map[string][]string, map[string]bool) {
+		t.Helper()
+		m := Prepare(residualGraph())
+		for _, name := range CalibrationTensors(m, cfg) {
+			if _, ok := ranges[name]; !ok {
+				t.Fatalf("no test range for %q", name)
+			}
+		}
+		q, _, err := Quantize(m, ranges, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins := map[string][]string{}
+		ops := map[string]bool{}
+		for _, n := range q.GetGraph().GetNode() {
+			ins[n.GetName()] = n.GetInput()
+			ops[n.GetOpType()] = true
+		}
+		return ins, ops
+	}
+	ins, ops := inputs(Config{Ops: []string{"Conv"}, FloatSkip: true})
+	if got := ins["add"]; len(got) != 2 || got[0] != "a" || got[1] != "c/dq" {
+		t.Errorf("float skip: residual Add reads %v, want [a c/dq]", got)
+	}
+	if got := ins["conv"]; len(got) < 1 || got[0] != "a/dq" {
+		t.Errorf("float skip: Conv reads %v, want a/dq first", got)
+	}
+	if !ops["Relu"] {
+		t.Error("float skip: the ReLU before the float Add was absorbed")
+	}
+	ins, _ = inputs(Config{Ops: []string{"Conv"}})
+	if got := ins["add"]; len(got) != 2 || got[0] != "a/dq" {
+		t.Errorf("without float skip: residual Add reads %v, want a/dq first", got)
 	}
 }

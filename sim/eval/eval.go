@@ -43,8 +43,21 @@ type Config struct {
 	Scorer            Scorer
 	// Workers score attempts in parallel; default GOMAXPROCS.
 	Workers int
+	// Variants are extra attack presentations under modified conditions
+	// (e.g. a relighting deepfake one frame late), reported as their own
+	// species.
+	Variants []Variant
 	// Progress, if set, is called after each attempt (from any worker).
 	Progress func(done, total int)
+}
+
+// Variant is an attack species under conditions that differ from the
+// run's: it is reported under Name, with AttacksPerSpecies attempts.
+type Variant struct {
+	Name    string
+	Species sim.Species
+	// Conditions replace the run's conditions for this variant.
+	Conditions sim.Conditions
 }
 
 // Attempt is the outcome of one attempt.
@@ -57,12 +70,17 @@ type Attempt struct {
 	// Millis is the wall time the attempt took (scene build, rendering,
 	// scoring); the only non-deterministic field.
 	Millis float64 `json:"ms"`
+	// Reasons and Evidence come from a DetailScorer.
+	Reasons  []string           `json:"reasons,omitempty"`
+	Evidence map[string]float64 `json:"evidence,omitempty"`
 }
 
 type job struct {
 	index   int
-	species sim.Species
+	species sim.Species // what is rendered
+	label   sim.Species // what it is reported as (a variant's name)
 	seed    uint64
+	cond    *sim.Conditions
 }
 
 // attemptSeed derives an attempt's seed from the run seed, its species and
@@ -89,11 +107,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	var jobs []job
 	for i := 0; i < cfg.BonaFide; i++ {
-		jobs = append(jobs, job{len(jobs), sim.BonaFide, attemptSeed(cfg.Seed, sim.BonaFide, i)})
+		jobs = append(jobs, job{index: len(jobs), species: sim.BonaFide, label: sim.BonaFide, seed: attemptSeed(cfg.Seed, sim.BonaFide, i)})
 	}
 	for _, sp := range cfg.Species {
 		for i := 0; i < cfg.AttacksPerSpecies; i++ {
-			jobs = append(jobs, job{len(jobs), sp, attemptSeed(cfg.Seed, sp, i)})
+			jobs = append(jobs, job{index: len(jobs), species: sp, label: sp, seed: attemptSeed(cfg.Seed, sp, i)})
+		}
+	}
+	for v := range cfg.Variants {
+		vr := &cfg.Variants[v]
+		if vr.Species == sim.BonaFide || vr.Name == "" || vr.Name == string(vr.Species) {
+			return nil, fmt.Errorf("eval: variant %q of %q needs an attack species and its own name", vr.Name, vr.Species)
+		}
+		if err := vr.Conditions.Validate(); err != nil {
+			return nil, fmt.Errorf("eval: variant %s: conditions: %w", vr.Name, err)
+		}
+		for i := 0; i < cfg.AttacksPerSpecies; i++ {
+			jobs = append(jobs, job{index: len(jobs), species: vr.Species, label: sim.Species(vr.Name), seed: attemptSeed(cfg.Seed, sim.Species(vr.Name), i), cond: &vr.Conditions})
 		}
 	}
 	workers := cfg.Workers
@@ -154,18 +184,31 @@ func runAttempt(ctx context.Context, cfg Config, j job) (Attempt, error) {
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(j.seed, 0xe7a1))
 	face := cfg.Faces[rng.IntN(len(cfg.Faces))]
-	p := cfg.Conditions.Draw(rng, j.species)
+	cond := cfg.Conditions
+	if j.cond != nil {
+		cond = *j.cond
+	}
+	if j.label == "" {
+		j.label = j.species
+	}
+	p := cond.Draw(rng, j.species)
 	a, err := sim.NewAttempt(face, p, sim.NewVirtualClock(time.Second), rng.Uint64())
 	if err != nil {
-		return Attempt{}, fmt.Errorf("eval: attempt %d (%s, %s): %w", j.index, j.species, face.Name, err)
+		return Attempt{}, fmt.Errorf("eval: attempt %d (%s, %s): %w", j.index, j.label, face.Name, err)
 	}
-	score, err := cfg.Scorer.Score(ctx, a, rng)
+	var d Detail
+	if ds, ok := cfg.Scorer.(DetailScorer); ok {
+		d, err = ds.ScoreDetail(ctx, a, rng)
+	} else {
+		d.Score, err = cfg.Scorer.Score(ctx, a, rng)
+	}
 	if err != nil {
-		return Attempt{}, fmt.Errorf("eval: attempt %d (%s, %s): %w", j.index, j.species, face.Name, err)
+		return Attempt{}, fmt.Errorf("eval: attempt %d (%s, %s): %w", j.index, j.label, face.Name, err)
 	}
 	return Attempt{
-		Index: j.index, Species: j.species, Face: face.Name, Score: score,
-		Accepted: score >= cfg.Scorer.Threshold(),
+		Index: j.index, Species: j.label, Face: face.Name, Score: d.Score,
+		Accepted: d.Score >= cfg.Scorer.Threshold(),
 		Millis:   float64(time.Since(start).Microseconds()) / 1000,
+		Reasons:  d.Reasons, Evidence: d.Evidence,
 	}, nil
 }

@@ -33,6 +33,8 @@ type Report struct {
 type BonaFideStats struct {
 	Attempts int `json:"attempts"`
 	Rejected int `json:"rejected"`
+	// Reasons counts the reason codes of the rejected attempts.
+	Reasons map[string]int `json:"reasons,omitempty"`
 }
 
 // SpeciesStats counts one attack species.
@@ -43,6 +45,8 @@ type SpeciesStats struct {
 	// BPCER20/100 for this species alone.
 	BPCER20  float64 `json:"bpcer20"`
 	BPCER100 float64 `json:"bpcer100"`
+	// Reasons counts the reason codes over all attempts of the species.
+	Reasons map[string]int `json:"reasons,omitempty"`
 }
 
 // Percentiles of the time per attempt, milliseconds.
@@ -53,10 +57,22 @@ type Percentiles struct {
 }
 
 func newReport(cfg Config, res []Attempt) *Report {
+	order := append([]sim.Species(nil), cfg.Species...)
+	for _, v := range cfg.Variants {
+		order = append(order, sim.Species(v.Name))
+	}
 	r := &Report{
 		Seed: cfg.Seed, Scorer: cfg.Scorer.Name(), Threshold: cfg.Scorer.Threshold(),
 		Faces: len(cfg.Faces), AttacksPerSpecies: cfg.AttacksPerSpecies, Conditions: cfg.Conditions,
-		Species: map[string]*SpeciesStats{}, Attempts: res, order: cfg.Species,
+		Species: map[string]*SpeciesStats{}, Attempts: res, order: order,
+	}
+	count := func(m *map[string]int, reasons []string) {
+		for _, c := range reasons {
+			if *m == nil {
+				*m = map[string]int{}
+			}
+			(*m)[c]++
+		}
 	}
 	var bona []float64
 	attacks := map[sim.Species][]float64{}
@@ -67,6 +83,7 @@ func newReport(cfg Config, res []Attempt) *Report {
 			r.BonaFide.Attempts++
 			if !a.Accepted {
 				r.BonaFide.Rejected++
+				count(&r.BonaFide.Reasons, a.Reasons)
 			}
 			bona = append(bona, a.Score)
 			continue
@@ -77,6 +94,7 @@ func newReport(cfg Config, res []Attempt) *Report {
 			r.Species[string(a.Species)] = st
 		}
 		st.Attempts++
+		count(&st.Reasons, a.Reasons)
 		if a.Accepted {
 			st.Accepted++
 		}
@@ -85,7 +103,7 @@ func newReport(cfg Config, res []Attempt) *Report {
 	r.BPCER = rate(r.BonaFide.Rejected, r.BonaFide.Attempts)
 	r.APCERMax = -1
 	var all [][]float64
-	for _, sp := range cfg.Species {
+	for _, sp := range order {
 		st := r.Species[string(sp)]
 		if st == nil {
 			continue

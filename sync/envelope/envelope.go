@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/veraison/go-cose"
 
@@ -22,6 +23,7 @@ const MaxSize = 64 << 10
 const (
 	ContentTypeRecord  = "application/vnd.glint.result.v1+cbor"
 	ContentTypeReceipt = "application/vnd.glint.receipt.v1+cbor"
+	ContentTypeGuard   = "application/vnd.glint.guard.v1+cbor"
 )
 
 // Errors callers branch on; every decode or verify failure wraps exactly one
@@ -62,6 +64,8 @@ func Reason(err error) string {
 
 // Envelope is a decoded, not yet verified, COSE_Sign1 message.
 type Envelope struct {
+	// Alg is the protected algorithm: device.AlgEdDSA or device.AlgES256.
+	Alg device.Alg
 	// KID is the signer's key ID from the protected header.
 	KID string
 	// ContentType is the protected content type.
@@ -72,18 +76,58 @@ type Envelope struct {
 	msg *cose.Sign1Message
 }
 
-// Sign wraps payload in a COSE_Sign1 signed with key.
-func Sign(key *device.Key, contentType string, payload []byte) ([]byte, error) {
-	signer, err := cose.NewSigner(cose.AlgorithmEdDSA, key.Private)
+// coseAlg maps a device key algorithm to its COSE identifier.
+func coseAlg(a device.Alg) (cose.Algorithm, error) {
+	switch a {
+	case device.AlgEdDSA:
+		return cose.AlgorithmEdDSA, nil
+	case device.AlgES256:
+		return cose.AlgorithmES256, nil
+	}
+	return 0, fmt.Errorf("%w: %q", ErrAlgorithm, a)
+}
+
+// coseSigner adapts a device.Signer (key file or TPM) to go-cose: the
+// signer returns COSE-form signatures already.
+type coseSigner struct {
+	s   device.Signer
+	alg cose.Algorithm
+}
+
+func (c coseSigner) Algorithm() cose.Algorithm { return c.alg }
+
+func (c coseSigner) Sign(_ io.Reader, content []byte) ([]byte, error) {
+	return c.s.SignMessage(content)
+}
+
+// coseVerifier checks signatures with a registered device.PublicKey.
+type coseVerifier struct {
+	pub device.PublicKey
+	alg cose.Algorithm
+}
+
+func (c coseVerifier) Algorithm() cose.Algorithm { return c.alg }
+
+func (c coseVerifier) Verify(content, sig []byte) error {
+	if !c.pub.Verify(content, sig) {
+		return errors.New("verification failed")
+	}
+	return nil
+}
+
+// Sign wraps payload in a COSE_Sign1 signed with key: EdDSA for the
+// Ed25519 key file (*device.Key), ES256 for a TPM key.
+func Sign(key device.Signer, contentType string, payload []byte) ([]byte, error) {
+	alg, err := coseAlg(key.Algorithm())
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	msg := cose.NewSign1Message()
-	msg.Headers.Protected.SetAlgorithm(cose.AlgorithmEdDSA)
-	msg.Headers.Protected[cose.HeaderLabelKeyID] = []byte(key.ID)
+	msg.Headers.Protected.SetAlgorithm(alg)
+	msg.Headers.Protected[cose.HeaderLabelKeyID] = []byte(key.KeyID())
 	msg.Headers.Protected[cose.HeaderLabelContentType] = contentType
 	msg.Payload = payload
-	if err := msg.Sign(rand.Reader, nil, signer); err != nil {
+	if err := msg.Sign(rand.Reader, nil, coseSigner{s: key, alg: alg}); err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	b, err := msg.MarshalCBOR()
@@ -97,7 +141,7 @@ func Sign(key *device.Key, contentType string, payload []byte) ([]byte, error) {
 }
 
 // SignRecord encodes r deterministically and signs it with the device key.
-func SignRecord(key *device.Key, r *result.Record) ([]byte, error) {
+func SignRecord(key device.Signer, r *result.Record) ([]byte, error) {
 	r.Normalize()
 	if err := r.Validate(); err != nil {
 		return nil, fmt.Errorf("sign record: %w", err)
@@ -127,7 +171,13 @@ func Decode(b []byte) (*Envelope, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrAlgorithm, err)
 	}
-	if alg != cose.AlgorithmEdDSA {
+	var dalg device.Alg
+	switch alg {
+	case cose.AlgorithmEdDSA:
+		dalg = device.AlgEdDSA
+	case cose.AlgorithmES256:
+		dalg = device.AlgES256
+	default:
 		return nil, fmt.Errorf("%w: %v", ErrAlgorithm, alg)
 	}
 	if _, ok := msg.Headers.Unprotected[cose.HeaderLabelAlgorithm]; ok {
@@ -144,29 +194,44 @@ func Decode(b []byte) (*Envelope, error) {
 	if msg.Payload == nil {
 		return nil, fmt.Errorf("%w: detached payload", ErrMalformed)
 	}
-	if len(msg.Signature) != ed25519.SignatureSize {
+	if len(msg.Signature) != device.SignatureSize {
 		return nil, fmt.Errorf("%w: signature is %d bytes", ErrSignature, len(msg.Signature))
 	}
-	return &Envelope{KID: string(kid), ContentType: ct, Payload: msg.Payload, msg: &msg}, nil
+	return &Envelope{Alg: dalg, KID: string(kid), ContentType: ct, Payload: msg.Payload, msg: &msg}, nil
 }
 
-// Verify checks the signature with pub, which must hash to the envelope's
-// kid, and that the content type is want.
+// Verify checks the signature with an Ed25519 key pub, which must hash to
+// the envelope's kid, and that the content type is want. (VerifyKey takes
+// a key of either algorithm.)
 func (e *Envelope) Verify(pub ed25519.PublicKey, want string) error {
 	if len(pub) != ed25519.PublicKeySize {
 		return fmt.Errorf("%w: public key is %d bytes", ErrKeyID, len(pub))
 	}
-	if device.KeyID(pub) != e.KID {
-		return fmt.Errorf("%w: envelope kid %q, key %q", ErrKeyID, e.KID, device.KeyID(pub))
+	return e.VerifyKey(device.Ed25519Public(pub), want)
+}
+
+// VerifyKey checks the signature with pub, the key registered for the
+// envelope's kid: pub must hash to the kid, and its algorithm must be the
+// envelope's (the registry pins the algorithm per key, so an envelope
+// cannot choose how it is verified), and the content type must be want.
+func (e *Envelope) VerifyKey(pub device.PublicKey, want string) error {
+	if err := pub.Check(); err != nil {
+		return fmt.Errorf("%w: %v", ErrKeyID, err)
+	}
+	if pub.KeyID() != e.KID {
+		return fmt.Errorf("%w: envelope kid %q, key %q", ErrKeyID, e.KID, pub.KeyID())
+	}
+	if pub.Alg != e.Alg {
+		return fmt.Errorf("%w: envelope %s, key registered for %s", ErrAlgorithm, e.Alg, pub.Alg)
 	}
 	if e.ContentType != want {
 		return fmt.Errorf("%w: %q, want %q", ErrContentType, e.ContentType, want)
 	}
-	v, err := cose.NewVerifier(cose.AlgorithmEdDSA, pub)
+	alg, err := coseAlg(pub.Alg)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrKeyID, err)
+		return err
 	}
-	if err := e.msg.Verify(nil, v); err != nil {
+	if err := e.msg.Verify(nil, coseVerifier{pub: pub, alg: alg}); err != nil {
 		return fmt.Errorf("%w: %v", ErrSignature, err)
 	}
 	return nil
@@ -184,13 +249,22 @@ func (e *Envelope) Record() (*result.Record, error) {
 	return r, nil
 }
 
-// OpenRecord decodes and verifies a record envelope with pub in one step.
+// OpenRecord decodes and verifies a record envelope with an Ed25519 key
+// in one step.
 func OpenRecord(b []byte, pub ed25519.PublicKey) (*result.Record, error) {
+	if len(pub) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%w: public key is %d bytes", ErrKeyID, len(pub))
+	}
+	return OpenRecordKey(b, device.Ed25519Public(pub))
+}
+
+// OpenRecordKey is OpenRecord with a key of either algorithm.
+func OpenRecordKey(b []byte, pub device.PublicKey) (*result.Record, error) {
 	e, err := Decode(b)
 	if err != nil {
 		return nil, err
 	}
-	if err := e.Verify(pub, ContentTypeRecord); err != nil {
+	if err := e.VerifyKey(pub, ContentTypeRecord); err != nil {
 		return nil, err
 	}
 	return e.Record()

@@ -68,7 +68,7 @@ func init() {
 }
 
 // SignReceipt signs rc with the hub key.
-func SignReceipt(key *device.Key, rc *Receipt) ([]byte, error) {
+func SignReceipt(key device.Signer, rc *Receipt) ([]byte, error) {
 	rc.V = 1
 	rc.StoredAt = rc.StoredAt.UTC()
 	p, err := rcptEnc.Marshal(rc)

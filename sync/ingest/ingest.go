@@ -24,9 +24,20 @@ var ErrUnknownDevice = errors.New("unknown device")
 
 // Device is what ingest needs to know about a registered device.
 type Device struct {
-	DeviceID  string
+	DeviceID string
+	// Key is the registered key with its algorithm (EdDSA or ES256); when
+	// its Alg is empty, PublicKey (Ed25519) is used.
+	Key       device.PublicKey
 	PublicKey ed25519.PublicKey
 	Revoked   bool
+}
+
+// VerifyKey returns the key envelopes of d must verify with.
+func (d *Device) VerifyKey() device.PublicKey {
+	if d.Key.Alg != "" {
+		return d.Key
+	}
+	return device.Ed25519Public(d.PublicKey)
 }
 
 // Item is one verified envelope to store.
@@ -102,7 +113,7 @@ type Config struct {
 	Store     Store
 	Publisher Publisher
 	// HubKey signs receipts.
-	HubKey *device.Key
+	HubKey device.Signer
 	// Prefix is the topic prefix, default "glint/v1".
 	Prefix string
 	// BatchSize is the most records per transaction. Default 256.
@@ -398,7 +409,7 @@ func (in *Ingest) verify(ctx context.Context, m msg) verdict {
 	case d.Revoked:
 		return reject("revoked_device", "device "+d.DeviceID)
 	}
-	if err := e.Verify(d.PublicKey, envelope.ContentTypeRecord); err != nil {
+	if err := e.VerifyKey(d.VerifyKey(), envelope.ContentTypeRecord); err != nil {
 		return reject(envelope.Reason(err), err.Error())
 	}
 	r, err := e.Record()
@@ -516,4 +527,57 @@ type Metrics struct {
 // Metrics returns the ingest's counters.
 func (in *Ingest) Metrics() Metrics {
 	return Metrics{Received: in.m.received, Stored: in.m.stored, Duplicates: in.m.duplicates, Rejected: in.m.rejected}
+}
+
+// VerifyGuard checks a guard report received on topic
+// (<prefix>/<device>/guard): signed by the registered, unrevoked key of
+// the device the topic names, about that device, and not dated further
+// ahead of the hub's clock than MaxFutureSkew. It returns the report, or
+// the quarantine row describing the refusal (err is only for a registry
+// that cannot be reached: not the report's fault, nothing to quarantine).
+func (in *Ingest) VerifyGuard(ctx context.Context, topic string, payload []byte) (*envelope.GuardReport, *Quarantined, error) {
+	now := in.cfg.Now()
+	q := &Quarantined{ReceivedAt: now, Topic: topic, Envelope: payload}
+	reject := func(reason, detail string) (*envelope.GuardReport, *Quarantined, error) {
+		in.m.rejected.WithLabelValues("guard_" + reason).Inc()
+		q.Reason, q.Detail = "guard_"+reason, detail
+		if len(q.Envelope) > envelope.MaxSize {
+			q.Envelope = q.Envelope[:envelope.MaxSize]
+		}
+		return nil, q, nil
+	}
+	rest, ok := strings.CutPrefix(topic, in.cfg.Prefix+"/")
+	dev, kind, _ := strings.Cut(rest, "/")
+	q.DeviceID = dev
+	if !ok || kind != "guard" || dev == "" {
+		return reject("bad_topic", topic)
+	}
+	e, err := envelope.Decode(payload)
+	if err != nil {
+		return reject(envelope.Reason(err), err.Error())
+	}
+	q.KID = e.KID
+	d, err := in.lookup(ctx, e.KID)
+	switch {
+	case errors.Is(err, ErrUnknownDevice):
+		return reject("unknown_device", "kid "+e.KID)
+	case err != nil:
+		return nil, nil, err
+	case d.Revoked:
+		return reject("revoked_device", "device "+d.DeviceID)
+	}
+	if err := e.VerifyKey(d.VerifyKey(), envelope.ContentTypeGuard); err != nil {
+		return reject(envelope.Reason(err), err.Error())
+	}
+	g, err := e.Guard()
+	if err != nil {
+		return reject(envelope.Reason(err), err.Error())
+	}
+	if g.DeviceID != d.DeviceID || dev != d.DeviceID {
+		return reject("device_mismatch", fmt.Sprintf("report %q, key %q, topic %q", g.DeviceID, d.DeviceID, dev))
+	}
+	if ahead := g.SentAt.Sub(now); ahead > in.cfg.MaxFutureSkew {
+		return reject("clock_skew", fmt.Sprintf("sent_at %s is %s ahead of the hub", g.SentAt.Format(time.RFC3339Nano), ahead.Round(time.Second)))
+	}
+	return g, nil, nil
 }

@@ -121,14 +121,18 @@ type Link struct {
 	lost     chan error
 	recent   []*envelope.Receipt // receipts of the current ack batch (Run's goroutine)
 
-	mu sync.Mutex // guards st
-	st Status
+	guardCh chan struct{} // SetGuard → session: a new guard report
+
+	mu    sync.Mutex // guards st and guard
+	st    Status
+	guard []byte // latest signed guard report, published retained
 }
 
 type metrics struct {
 	connected                                           prometheus.Gauge
 	inflight                                            prometheus.Gauge
 	reconnects, published, redelivered, dropped, badRct prometheus.Counter
+	guards                                              prometheus.Counter
 	receipts                                            *prometheus.CounterVec
 }
 
@@ -141,10 +145,11 @@ func newMetrics(reg prometheus.Registerer) metrics {
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "glint_link_redelivered_total", Help: "Results published again after RedeliverAfter without a receipt."}),
 		dropped:     prometheus.NewCounter(prometheus.CounterOpts{Name: "glint_link_receipts_dropped_total", Help: "Receipts dropped because the link goroutine was behind (they cause a redelivery)."}),
 		badRct:      prometheus.NewCounter(prometheus.CounterOpts{Name: "glint_link_receipts_invalid_total", Help: "Receipts that failed verification or named another device."}),
+		guards:      prometheus.NewCounter(prometheus.CounterOpts{Name: "glint_link_guard_published_total", Help: "Signed guard reports published (retained)."}),
 		receipts:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "glint_link_receipts_total", Help: "Verified receipts by status."}, []string{"status"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.inflight, m.reconnects, m.published, m.redelivered, m.dropped, m.badRct, m.receipts)
+		reg.MustRegister(m.connected, m.inflight, m.reconnects, m.published, m.redelivered, m.dropped, m.badRct, m.guards, m.receipts)
 	}
 	return m
 }
@@ -196,7 +201,30 @@ func New(cfg Config) (*Link, error) {
 		m:        newMetrics(cfg.Registerer),
 		receipts: make(chan []byte, 4096),
 		lost:     make(chan error, 1),
+		guardCh:  make(chan struct{}, 1),
 	}, nil
+}
+
+// SetGuard hands the link a signed guard report (envelope.SignGuard) for
+// <prefix>/<device>/guard. It is published retained with QoS 1 at once
+// when connected and again after every reconnect, so the broker always
+// holds the device's latest report for whoever subscribes (the hub after a
+// restart). Only the latest report is kept: an unsent older one is
+// superseded, never queued. Safe for concurrent use.
+func (l *Link) SetGuard(env []byte) {
+	l.mu.Lock()
+	l.guard = append([]byte(nil), env...)
+	l.mu.Unlock()
+	select {
+	case l.guardCh <- struct{}{}:
+	default:
+	}
+}
+
+func (l *Link) currentGuard() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.guard
 }
 
 // Status returns a snapshot; safe for concurrent use.
@@ -372,6 +400,13 @@ func (l *Link) session(ctx context.Context, c mqtt.Client) error {
 		c.Publish(l.topics.Status, 1, true, l.statusPayload("online", len(pending)))
 	}
 	publishStatus()
+	publishGuard := func() {
+		if g := l.currentGuard(); g != nil {
+			c.Publish(l.topics.Guard, 1, true, g)
+			l.m.guards.Inc()
+		}
+	}
+	publishGuard()
 	publish := func(f *inflight) {
 		f.sentAt = time.Now()
 		// The token is not waited for: only the receipt counts.
@@ -423,6 +458,8 @@ func (l *Link) session(ctx context.Context, c mqtt.Client) error {
 			if err := fill(); err != nil {
 				return err
 			}
+		case <-l.guardCh:
+			publishGuard()
 		case p := <-l.receipts:
 			acks, l.recent = acks[:0], l.recent[:0]
 			acks = l.collect(p, acks)

@@ -1,0 +1,362 @@
+package flashmark
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// features are the measured quantities the score is made of.
+type features struct {
+	frames    int
+	lag       float64    // seconds, best over the whole search range
+	r         [3]float64 // per-channel correlation at lag
+	corr      float64    // mean of r
+	corrIn    float64    // best mean correlation with the lag inside the window
+	lagIn     float64    // its lag
+	gFace     float64    // face response relative to its ambient level
+	gFaceSE   float64
+	gBg       float64 // background response, same measure; NaN when not measurable
+	bgRatio   float64 // background response over the face's; NaN when not measurable
+	bgRatioSE float64
+	shading   float64 // non-planar spread of the cells' responses, relative to their mean
+	shadingZ  float64 // the same spread in units of its measurement noise
+	curv      float64 // middle column's response over the side columns', relative to the mean
+	curvSE    float64
+}
+
+// measure runs the lag search and the region fits.
+func (m *measurement) measure(win [2]time.Duration) features {
+	ft := features{frames: len(m.frames), gBg: math.NaN(), bgRatio: math.NaN()}
+	lo, hi := win[0].Seconds(), win[1].Seconds()
+	m.w = nil
+	m.searchLag(&ft, lo, hi)
+	// Second pass: frames the best fit cannot explain (a blink moves
+	// the eyes' colour for 150 ms) are down-weighted, and the lag is
+	// searched again with those weights.
+	m.w = m.frameWeights(m.faceAt(ft.lag))
+	m.searchLag(&ft, lo, hi)
+	res := m.faceAt(ft.lag)
+	ft.r, ft.corr = res.r, res.mean
+	return m.measureRest(ft, res)
+}
+
+// frameWeights are Tukey's biweights of the frames' residuals from a face
+// fit: 1 for frames the model explains, falling to 0 at three times the
+// median residual.
+func (m *measurement) frameWeights(res lagResult) []float64 {
+	n := len(m.frames)
+	norm := make([]float64, n)
+	for r := 0; r < gridRows; r++ {
+		f := res.fits[r]
+		for i := 0; i < n; i++ {
+			for c := 0; c < 3; c++ {
+				if !(f.a[c] > 0) {
+					continue
+				}
+				d := (res.bandV[r][i][c] - f.m[i]*f.a[c] - f.b[c]*res.bandE[r][i][c]) / f.a[c]
+				norm[i] += d * d
+			}
+		}
+	}
+	s := append([]float64(nil), norm...)
+	sort.Float64s(s)
+	med := s[n/2]
+	w := make([]float64, n)
+	for i, v := range norm {
+		// norm is squared: compare with (3·median)² = 9·median².
+		if u := v / (9 * med); u < 1 && med > 0 {
+			w[i] = (1 - u) * (1 - u)
+		} else if med == 0 {
+			w[i] = 1
+		}
+	}
+	return w
+}
+
+func (m *measurement) searchLag(ft *features, lo, hi float64) {
+	var lags []float64
+	var corrs []float64
+	best, bestIn := -1, -1
+	for d := lagSearchMin; d <= lagSearchMax; d += lagSearchStep {
+		res := m.faceAt(d.Seconds())
+		lags = append(lags, res.lag)
+		corrs = append(corrs, res.mean)
+		i := len(corrs) - 1
+		if best < 0 || res.mean > corrs[best] {
+			best = i
+		}
+		if res.lag >= lo-1e-9 && res.lag <= hi+1e-9 && (bestIn < 0 || res.mean > corrs[bestIn]) {
+			bestIn = i
+		}
+	}
+	ft.lag = refine(lags, corrs, best)
+	if bestIn >= 0 {
+		ft.corrIn, ft.lagIn = corrs[bestIn], lags[bestIn]
+	} else {
+		ft.corrIn, ft.lagIn = -1, math.NaN()
+	}
+}
+
+// measureRest is measure after the lag search.
+func (m *measurement) measureRest(ft features, res lagResult) features {
+	// Response strength per cell, face and background, at that lag with
+	// each band's ambient multiplier, channel by channel: G_c = β_c/a_c is
+	// the screen's irradiance over the ambient irradiance, which does not
+	// depend on the surface's colour (albedo cancels).
+	n := len(m.frames)
+	var cellG, cellSE [numCells][3]float64
+	var faceB, faceA, faceVar [3]float64
+	var bgB, bgA, bgVar [3]float64
+	bgBands := 0
+	var bgGeo float64
+	for r := 0; r < gridRows; r++ {
+		mm := res.fits[r].m
+		a, b, se := fitFixed(res.bandV[r], res.bandE[r], mm, m.w)
+		for c := 0; c < 3; c++ {
+			faceA[c] += a[c]
+			faceB[c] += b[c]
+			faceVar[c] += se[c] * se[c]
+		}
+		for col := 0; col < gridCols; col++ {
+			k := r*gridCols + col
+			v := make([][3]float64, n)
+			e := make([][3]float64, n)
+			for i := range m.frames {
+				f := &m.frames[i]
+				v[i] = f.cell[k]
+				e[i] = m.emission(f.t, f.cellRo[k], ft.lag)
+			}
+			// Each cell gets its own ambient multiplier: head motion
+			// slides features (brows, eyes) across cell borders, which
+			// scales a cell's light in all channels at once.
+			cf := fitBand(v, e, m.w)
+			a, b, se := fitFixed(v, e, cf.m, m.w)
+			for c := 0; c < 3; c++ {
+				cellG[k][c] = b[c] / a[c]
+				cellSE[k][c] = se[c] / math.Abs(a[c])
+			}
+		}
+		// Background band: only when every frame measured it.
+		v := make([][3]float64, n)
+		e := make([][3]float64, n)
+		ok := true
+		for i := range m.frames {
+			f := &m.frames[i]
+			if f.bgW[r] == 0 {
+				ok = false
+				break
+			}
+			v[i] = f.bg[r]
+			e[i] = m.emission(f.t, f.bgRo[r], ft.lag)
+		}
+		if ok {
+			for i := range m.frames {
+				bgGeo += m.frames[i].bgGeo[r] / float64(n*gridRows)
+			}
+			// Its own ambient multiplier, as for the cells: the
+			// background's texture slides with the camera's or the
+			// scene's motion too.
+			bf := fitBand(v, e, m.w)
+			a, b, se := fitFixed(v, e, bf.m, m.w)
+			for c := 0; c < 3; c++ {
+				bgA[c] += a[c]
+				bgB[c] += b[c]
+				bgVar[c] += se[c] * se[c]
+			}
+			bgBands++
+		}
+	}
+	// Face response: channels combined by their signal-to-noise ratio.
+	var gw, gs, gv float64
+	var faceG, faceSE [3]float64
+	for c := 0; c < 3; c++ {
+		faceG[c] = faceB[c] / faceA[c]
+		faceSE[c] = math.Sqrt(faceVar[c]) / math.Abs(faceA[c])
+		w := 1 / (faceSE[c]*faceSE[c] + 1e-30)
+		gw += w
+		gs += w * faceG[c]
+	}
+	gv = 1 / gw
+	ft.gFace, ft.gFaceSE = gs/gw, math.Sqrt(gv)
+	if bgBands > 0 {
+		// Background over face, per channel, weighted by precision.
+		var rw, rs, bs float64
+		for c := 0; c < 3; c++ {
+			gb := bgB[c] / bgA[c]
+			seb := math.Sqrt(bgVar[c]) / math.Abs(bgA[c])
+			if !(faceG[c] != 0) {
+				continue
+			}
+			rse := math.Hypot(seb/faceG[c], gb*faceSE[c]/(faceG[c]*faceG[c]))
+			w := 1 / (rse*rse + 1e-30)
+			rw += w
+			rs += w * gb / faceG[c]
+			bs += w * gb
+		}
+		if rw > 0 {
+			// Corrected for the strips' angle off the axis, so that a
+			// flat surface at the face's depth measures a ratio of 1.
+			geo := bgGeo * gridRows / float64(bgBands)
+			ft.bgRatio, ft.bgRatioSE = rs/rw/geo, math.Sqrt(1/rw)/geo
+			ft.gBg = bs / rw
+		}
+	}
+	ft.shading, ft.shadingZ = shadingSpread(cellG, cellSE)
+	ft.curv, ft.curvSE = curvature(cellG, cellSE)
+	return ft
+}
+
+// refine places the peak of corrs at i on a parabola through its
+// neighbours.
+func refine(lags, corrs []float64, i int) float64 {
+	if i <= 0 || i >= len(corrs)-1 {
+		return lags[i]
+	}
+	a, b, c := corrs[i-1], corrs[i], corrs[i+1]
+	den := a - 2*b + c
+	if !(den < 0) {
+		return lags[i]
+	}
+	off := 0.5 * (a - c) / den
+	return lags[i] + off*(lags[i+1]-lags[i])
+}
+
+// shadingSpread normalises each channel's cell responses by their mean,
+// combines the channels by precision, fits a plane g = p0 + p1·u + p2·v to
+// the cells (u, v: cell centres in face-box units) and returns the
+// residual's RMS (the responses are relative to their mean, so this is a
+// fraction), and the same RMS in units of the cells' measurement noise. A
+// flat surface lit by a distant screen responds as a smooth gradient,
+// which the plane absorbs; a face's relief (nose, eye sockets, cheeks
+// turning away) does not fit a plane.
+func shadingSpread(gc, sec [numCells][3]float64) (rel, z float64) {
+	var g, se [numCells]float64
+	var mean [3]float64
+	for k := range gc {
+		for c := 0; c < 3; c++ {
+			mean[c] += gc[k][c] / numCells
+		}
+	}
+	for k := range gc {
+		var w, s float64
+		for c := 0; c < 3; c++ {
+			if !(math.Abs(mean[c]) > 0) {
+				continue
+			}
+			v := gc[k][c] / mean[c]
+			e := sec[k][c] / math.Abs(mean[c])
+			wc := 1 / (e*e + 1e-30)
+			w += wc
+			s += wc * v
+		}
+		if !(w > 0) {
+			return 0, 0
+		}
+		g[k], se[k] = s/w, math.Sqrt(1/w)
+	}
+	// Normal equations for the 3-parameter plane.
+	var ata [3][3]float64
+	var atb [3]float64
+	var gm float64
+	for k := 0; k < numCells; k++ {
+		u := (float64(k%gridCols)+0.5)/gridCols - 0.5
+		v := (float64(k/gridCols)+0.5)/gridRows - 0.5
+		x := [3]float64{1, u, v}
+		for i := 0; i < 3; i++ {
+			for j := 0; j < 3; j++ {
+				ata[i][j] += x[i] * x[j]
+			}
+			atb[i] += x[i] * g[k]
+		}
+		gm += g[k] / numCells
+	}
+	p, ok := solve3(ata, atb)
+	if !ok || !(math.Abs(gm) > 0) {
+		return 0, 0
+	}
+	var rss, noise float64
+	for k := 0; k < numCells; k++ {
+		u := (float64(k%gridCols)+0.5)/gridCols - 0.5
+		v := (float64(k/gridCols)+0.5)/gridRows - 0.5
+		r := g[k] - (p[0] + p[1]*u + p[2]*v)
+		rss += r * r
+		noise += se[k] * se[k]
+	}
+	rms := math.Sqrt(rss / (numCells - 3))
+	rel = rms / math.Abs(gm)
+	if noise > 0 {
+		z = rms / math.Sqrt(noise/numCells)
+	}
+	if math.IsNaN(rel) || math.IsInf(rel, 0) {
+		rel = 0
+	}
+	if math.IsNaN(z) || math.IsInf(z, 0) {
+		z = 0
+	}
+	return rel, z
+}
+
+// curvature is how much more the middle column of cells (nose, mouth)
+// responds than the two side columns (cheeks), relative to the mean
+// response: a face's cheeks turn away from the screen, a flat or slightly
+// bent surface's do not. Comparing the middle with the mean of both sides
+// cancels any left-right gradient (a tilted print). Channels are combined
+// per cell as in shadingSpread.
+func curvature(gc, sec [numCells][3]float64) (curv, se float64) {
+	var mean [3]float64
+	for k := range gc {
+		for c := 0; c < 3; c++ {
+			mean[c] += gc[k][c] / numCells
+		}
+	}
+	var g, e [numCells]float64
+	for k := range gc {
+		var w, s float64
+		for c := 0; c < 3; c++ {
+			if !(math.Abs(mean[c]) > 0) {
+				continue
+			}
+			ec := sec[k][c] / math.Abs(mean[c])
+			wc := 1 / (ec*ec + 1e-30)
+			w += wc
+			s += wc * gc[k][c] / mean[c]
+		}
+		if !(w > 0) {
+			return 0, math.Inf(1)
+		}
+		g[k], e[k] = s/w, math.Sqrt(1/w)
+	}
+	var w, s float64
+	for r := 0; r < gridRows; r++ {
+		l, m, rt := r*gridCols, r*gridCols+1, r*gridCols+2
+		d := g[m] - (g[l]+g[rt])/2
+		v := e[m]*e[m] + (e[l]*e[l]+e[rt]*e[rt])/4
+		wr := 1 / (v + 1e-30)
+		w += wr
+		s += wr * d
+	}
+	return s / w, math.Sqrt(1 / w)
+}
+
+// solve3 solves a 3x3 linear system by Cramer's rule.
+func solve3(a [3][3]float64, b [3]float64) ([3]float64, bool) {
+	det := func(m [3][3]float64) float64 {
+		return m[0][0]*(m[1][1]*m[2][2]-m[1][2]*m[2][1]) -
+			m[0][1]*(m[1][0]*m[2][2]-m[1][2]*m[2][0]) +
+			m[0][2]*(m[1][0]*m[2][1]-m[1][1]*m[2][0])
+	}
+	d := det(a)
+	if !(math.Abs(d) > 1e-12) {
+		return [3]float64{}, false
+	}
+	var x [3]float64
+	for i := 0; i < 3; i++ {
+		m := a
+		for r := 0; r < 3; r++ {
+			m[r][i] = b[r]
+		}
+		x[i] = det(m) / d
+	}
+	return x, true
+}

@@ -1,0 +1,288 @@
+package flashmark
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Reason codes: stable, machine-readable, one per failed check
+// (docs/liveness.md).
+const (
+	// ReasonCorrelationLow: the face's colour did not follow the emitted
+	// sequence, channel by channel (no response, or a response to some
+	// other sequence: replay, injection, screens).
+	ReasonCorrelationLow = "FLASH_CORRELATION_LOW"
+	// ReasonLagOutOfWindow: the face followed the sequence, but with a loop
+	// latency outside the device's calibrated window (relighting attacks
+	// answer late).
+	ReasonLagOutOfWindow = "FLASH_LAG_OUT_OF_WINDOW"
+	// ReasonResponseWeak: the reflected light was too weak to measure
+	// against the noise (too far, too bright a room, or a non-reflecting
+	// surface).
+	ReasonResponseWeak = "FLASH_RESPONSE_WEAK"
+	// ReasonNoFalloff: the background responded as strongly as the face:
+	// the "face" is a flat object as near as the background strips, or the
+	// whole picture is relit (prints, large screens).
+	ReasonNoFalloff = "FLASH_NO_NEAR_FIELD_FALLOFF"
+	// ReasonFlatShading: the face's regions responded uniformly, up to a
+	// smooth gradient: a flat print or screen, or a uniformly relit video.
+	ReasonFlatShading = "FLASH_FLAT_SHADING"
+	// ReasonIrregular: the face's regions responded to the screen with a
+	// pattern no face's shading makes (glints of a glossy screen, an
+	// emissive display's own light).
+	ReasonIrregular = "FLASH_IRREGULAR_RESPONSE"
+	// ReasonPassiveSpoof: the passive anti-spoof model judged the face a
+	// spoof.
+	ReasonPassiveSpoof = "PASSIVE_SPOOF"
+	// ReasonLivenessDisabled: level CLOSED; no check ran.
+	ReasonLivenessDisabled = "LIVENESS_DISABLED"
+)
+
+// Threshold is the liveness score a level requires (CLOSED: 0).
+func (l Level) Threshold() float64 {
+	switch l {
+	case LevelLoose:
+		return 35
+	case LevelStandard, "":
+		return 50
+	case LevelStrict:
+		return 70
+	}
+	return 0
+}
+
+// ParseLevel accepts a level name, case-insensitively.
+func ParseLevel(s string) (Level, error) {
+	switch l := Level(strings.ToUpper(strings.TrimSpace(s))); l {
+	case LevelLoose, LevelStandard, LevelStrict, LevelClosed:
+		return l, nil
+	}
+	return "", fmt.Errorf("unknown liveness level %q (want LOOSE, STANDARD, STRICT or CLOSED)", s)
+}
+
+// Default loop-latency window for the simulator and for kiosks whose
+// display reports real vsync presentation times: the face answers the
+// moment the light arrives, so the measured lag is the panel's scan-out
+// (half a refresh, ~8 ms at 60 Hz) plus timestamp errors of a few ms. A
+// relighting attack one camera frame (33 ms) late measures ≥ 40 ms.
+const (
+	DefaultLatencyMin = -12 * time.Millisecond
+	DefaultLatencyMax = 24 * time.Millisecond
+)
+
+// DefaultHFOV is the camera field of view (degrees) assumed when
+// AnalysisConfig.HFOV is 0.
+const DefaultHFOV = 62
+
+// minFrames is the fewest frames with a face inside the challenge that can
+// be analysed (at 30 fps a default challenge gives 35–43).
+const minFrames = 12
+
+func (c AnalysisConfig) withDefaults() (AnalysisConfig, error) {
+	if c.Level == "" {
+		c.Level = LevelStandard
+	}
+	if _, err := ParseLevel(string(c.Level)); err != nil {
+		return c, fmt.Errorf("%w: %v", ErrAnalysis, err)
+	}
+	if c.LatencyMin == 0 && c.LatencyMax == 0 {
+		c.LatencyMin, c.LatencyMax = DefaultLatencyMin, DefaultLatencyMax
+	}
+	if c.HFOV == 0 {
+		c.HFOV = DefaultHFOV
+	}
+	if !(c.HFOV >= 10 && c.HFOV <= 170) {
+		return c, fmt.Errorf("%w: camera field of view %v° outside 10..170", ErrAnalysis, c.HFOV)
+	}
+	if c.LatencyMin > c.LatencyMax || c.LatencyMin < lagSearchMin || c.LatencyMax > lagSearchMax {
+		return c, fmt.Errorf("%w: latency window [%v, %v] invalid (search range %v..%v)", ErrAnalysis, c.LatencyMin, c.LatencyMax, lagSearchMin, lagSearchMax)
+	}
+	return c, nil
+}
+
+// checkParams are the ramps of the checks: each sub-score rises linearly
+// from 0 at the first value to 1 at the second (falls, for irregular).
+// Calibrated on simulator seed 7 (docs/liveness.md), never on the
+// evaluation seed.
+type checkParams struct {
+	corr, snr, falloff, shadingZ, irregular, passive [2]float64
+}
+
+func defaultChecks() checkParams {
+	return checkParams{
+		corr:      [2]float64{0.55, 0.8},
+		snr:       [2]float64{5, 10},
+		falloff:   [2]float64{0.2, 0.45},
+		shadingZ:  [2]float64{1, 2},
+		irregular: [2]float64{0.8, 1.2},
+		passive:   [2]float64{0.1, 0.3},
+	}
+}
+
+// ramp maps x linearly from 0 at lo to 1 at hi, clamped.
+func ramp(x, lo, hi float64) float64 {
+	if math.IsNaN(x) {
+		return 0
+	}
+	return math.Max(0, math.Min(1, (x-lo)/(hi-lo)))
+}
+
+// score combines the features: each check gives a sub-score in [0, 1],
+// the liveness score is 100 × the weakest, and every check below one half
+// adds its reason.
+func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
+	a := &Analysis{
+		Correlation: ft.corr,
+		Lag:         time.Duration(ft.lag * float64(time.Second)),
+		Threshold:   cfg.Level.Threshold(),
+		Evidence: map[string]float64{
+			"frames":         float64(ft.frames),
+			"corr_r":         ft.r[0],
+			"corr_g":         ft.r[1],
+			"corr_b":         ft.r[2],
+			"corr_in_window": ft.corrIn,
+			"lag_in_window":  ft.lagIn * 1000,
+			"lag_ms":         ft.lag * 1000,
+			"response":       ft.gFace,
+			"response_snr":   ft.gFace / ft.gFaceSE,
+			"background":     ft.gBg,
+			"shading":        ft.shading,
+			"shading_z":      ft.shadingZ,
+			"curvature":      ft.curv,
+			"curvature_se":   ft.curvSE,
+			"passive":        passive,
+		},
+	}
+	falloff := math.NaN()
+	if !math.IsNaN(ft.bgRatio) {
+		falloff = 1 - ft.bgRatio
+		a.Evidence["falloff"] = falloff
+		a.Evidence["falloff_se"] = ft.bgRatioSE
+	}
+	type check struct {
+		reason string
+		s      float64
+	}
+	lag := ft.lag
+	lo, hi := cfg.LatencyMin.Seconds(), cfg.LatencyMax.Seconds()
+	// Lag: full marks inside the window, falling to 0 within 8 ms outside.
+	sLag := 1.0
+	if lag < lo {
+		sLag = ramp(lag, lo-0.008, lo)
+	} else if lag > hi {
+		sLag = 1 - ramp(lag, hi, hi+0.008)
+	}
+	rs := []float64{ft.r[0], ft.r[1], ft.r[2]}
+	sort.Float64s(rs)
+	a.Evidence["corr_median"] = rs[1]
+	p := defaultChecks()
+	checks := []check{
+		// (a) the colour follows the emitted sequence channel by
+		// channel: the median channel (one channel may carry little
+		// signal when the ambient light has the same colour).
+		{ReasonCorrelationLow, ramp(rs[1], p.corr[0], p.corr[1])},
+		// (b) at a lag inside the window.
+		{ReasonLagOutOfWindow, sLag},
+		// The reflected light is measurable at all.
+		{ReasonResponseWeak, ramp(ft.gFace/ft.gFaceSE, p.snr[0], p.snr[1])},
+		// (c) the background, corrected for its angle, responds less
+		// (given one standard error of benefit of the doubt: a noisy
+		// background estimate is not evidence of a flat surface).
+		{ReasonNoFalloff, ramp(falloff+ft.bgRatioSE, p.falloff[0], p.falloff[1])},
+		// (d) the face's regions respond differently (relief), with
+		// structure above the noise...
+		{ReasonFlatShading, ramp(ft.shadingZ, p.shadingZ[0], p.shadingZ[1])},
+		// ... but as smoothly as a face's shading, not as a screen's
+		// glints and own light.
+		{ReasonIrregular, 1 - ramp(ft.shading, p.irregular[0], p.irregular[1])},
+	}
+	if math.IsNaN(falloff) && math.IsNaN(ft.gBg) {
+		// No background in view (face filling the frame): the check
+		// cannot run; it neither passes nor fails the attempt.
+		checks[3].s = 1
+		a.Evidence["falloff_unmeasured"] = 1
+	}
+	if passive >= 0 {
+		checks = append(checks, check{ReasonPassiveSpoof, ramp(passive, p.passive[0], p.passive[1])})
+	}
+	s := 1.0
+	for _, c := range checks {
+		s = math.Min(s, c.s)
+		if c.s < 0.5 {
+			a.Reasons = append(a.Reasons, c.reason)
+		}
+	}
+	a.Score = 100 * s
+	a.Live = a.Score >= a.Threshold
+	// Evidence goes into result records (JSON, CBOR): no NaN or infinities.
+	for k, v := range a.Evidence {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			delete(a.Evidence, k)
+		}
+	}
+	return a
+}
+
+// AnalyzeExpress scores express mode: the passive anti-spoof model's live
+// probability on one frame, and nothing else. CLOSED passes everything.
+func AnalyzeExpress(passive float64, cfg AnalysisConfig) (*Analysis, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Level == LevelClosed {
+		return closed(), nil
+	}
+	if math.IsNaN(passive) || passive < 0 || passive > 1 {
+		return nil, fmt.Errorf("%w: express mode needs a passive score in [0, 1], got %v", ErrAnalysis, passive)
+	}
+	a := &Analysis{
+		Score:     100 * passive,
+		Threshold: cfg.Level.Threshold(),
+		Evidence:  map[string]float64{"express": 1, "passive": passive},
+	}
+	a.Live = a.Score >= a.Threshold
+	if !a.Live {
+		a.Reasons = []string{ReasonPassiveSpoof}
+	}
+	return a, nil
+}
+
+func closed() *Analysis {
+	return &Analysis{Score: 100, Live: true, Threshold: 0, Reasons: []string{ReasonLivenessDisabled}, Evidence: map[string]float64{"closed": 1}}
+}
+
+// minCalibrationSessions is the fewest bona fide sessions CalibrateLatency
+// accepts.
+const minCalibrationSessions = 20
+
+// CalibrateLatency derives a device's loop-latency window from the lags
+// (Analysis.Lag) of bona fide calibration sessions on that device, with
+// its camera, display and driver stack: the median ± max(4 robust
+// standard deviations, 6 ms), where the robust standard deviation is
+// 1.4826 × the median absolute deviation. Run at least 20 sessions, with
+// the window wide open (e.g. LatencyMin −100 ms, LatencyMax 400 ms) so
+// that no session is cut off; use the window only if its upper edge stays
+// well below the median plus one camera frame (33 ms at 30 fps), otherwise
+// a one-frame-late relighting attack would fit inside it.
+func CalibrateLatency(lags []time.Duration) (lo, hi time.Duration, err error) {
+	if len(lags) < minCalibrationSessions {
+		return 0, 0, fmt.Errorf("calibrate latency: %d sessions, need at least %d", len(lags), minCalibrationSessions)
+	}
+	s := append([]time.Duration(nil), lags...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	med := s[len(s)/2]
+	dev := make([]time.Duration, len(s))
+	for i, v := range s {
+		dev[i] = v - med
+		if dev[i] < 0 {
+			dev[i] = -dev[i]
+		}
+	}
+	sort.Slice(dev, func(i, j int) bool { return dev[i] < dev[j] })
+	half := max(time.Duration(4*1.4826*float64(dev[len(dev)/2])), 6*time.Millisecond)
+	return med - half, med + half, nil
+}
