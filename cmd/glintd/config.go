@@ -28,7 +28,7 @@ const defaultConfigPath = "/etc/glint/glintd.yaml"
 // the text of `glintd config defaults` and docs/config.md.
 type Config struct {
 	Log        LogConfig               `yaml:"log" doc:"Logging to stderr (the journal under systemd)."`
-	API        APIConfig               `yaml:"api" doc:"The local API: health, metrics and (later) kiosk sessions."`
+	API        APIConfig               `yaml:"api" doc:"The local kiosk API: sessions, events, enrolments, health and metrics (docs/kiosk-api.md)."`
 	Camera     CameraConfig            `yaml:"camera" doc:"The camera glintd captures from."`
 	Supervisor SupervisorConfig        `yaml:"supervisor" doc:"Camera supervision: reopening a missing or lost camera."`
 	Service    ServiceConfig           `yaml:"service" doc:"Interaction with the service manager (systemd)."`
