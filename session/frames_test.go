@@ -128,11 +128,11 @@ func (d *recDisplay) Show(_ context.Context, c flashmark.RGB) (flashmark.Present
 }
 
 func TestLivePlayerPaces(t *testing.T) {
-	d := &recDisplay{clock: MonotonicClock{}}
+	d := &recDisplay{clock: capture.MonotonicClock{}}
 	p := NewLivePlayer(d, nil)
 	steps := []flashmark.Step{{Color: flashmark.RGB{R: 1}, Duration: 20 * time.Millisecond}, {Color: flashmark.RGB{G: 1}, Duration: 20 * time.Millisecond}}
 	idle := flashmark.RGB{R: 5, G: 5, B: 5}
-	start := MonotonicClock{}.Now() + 10*time.Millisecond
+	start := capture.MonotonicClock{}.Now() + 10*time.Millisecond
 	if err := p.Begin(context.Background(), steps, idle, start); err != nil {
 		t.Fatal(err)
 	}

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/glintdev/glint/capture"
 	"github.com/glintdev/glint/flashmark"
-	"github.com/glintdev/glint/internal/linuxsys"
 )
 
 // Clock is the timeline frames are stamped on: CLOCK_MONOTONIC live, the
@@ -16,28 +16,6 @@ import (
 type Clock interface {
 	Now() time.Duration
 	WaitUntil(ctx context.Context, t time.Duration) error
-}
-
-// MonotonicClock reads CLOCK_MONOTONIC, the clock V4L2 stamps buffers with.
-type MonotonicClock struct{}
-
-// Now reads CLOCK_MONOTONIC.
-func (MonotonicClock) Now() time.Duration { return linuxsys.Monotonic() }
-
-// WaitUntil sleeps until t or ctx is done.
-func (c MonotonicClock) WaitUntil(ctx context.Context, t time.Duration) error {
-	d := t - c.Now()
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
 }
 
 // Player plays a challenge's colour steps on a display while the session
@@ -81,10 +59,10 @@ type LivePlayer struct {
 	steps int
 }
 
-// NewLivePlayer returns a player for d on clock (MonotonicClock when nil).
+// NewLivePlayer returns a player for d on clock (capture.MonotonicClock when nil).
 func NewLivePlayer(d flashmark.Display, clock Clock) *LivePlayer {
 	if clock == nil {
-		clock = MonotonicClock{}
+		clock = capture.MonotonicClock{}
 	}
 	return &LivePlayer{Display: d, Clock: clock}
 }

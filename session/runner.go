@@ -79,7 +79,7 @@ type RunnerConfig struct {
 	// benchmarks pass a seeded stream to be reproducible.
 	Random io.Reader
 
-	// Clock is the frames' timeline; default MonotonicClock.
+	// Clock is the frames' timeline; default capture.MonotonicClock.
 	Clock Clock
 	// OpenFrames opens a frame stream for one session.
 	OpenFrames func() (FrameStream, error)
@@ -150,7 +150,7 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 		cfg.FrameTimeout = 3 * time.Second
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = MonotonicClock{}
+		cfg.Clock = capture.MonotonicClock{}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/glintdev/glint/capture"
 )
 
 // Clock is the timeline the simulated camera and screen share. The real clock
@@ -18,33 +18,10 @@ type Clock interface {
 	WaitUntil(ctx context.Context, t time.Duration) error
 }
 
-// RealClock reads CLOCK_MONOTONIC, the clock V4L2 stamps buffers with.
-type RealClock struct{}
-
-// Now reads CLOCK_MONOTONIC.
-func (RealClock) Now() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return time.Duration(ts.Nano())
-}
-
-// WaitUntil sleeps until t or ctx is done.
-func (c RealClock) WaitUntil(ctx context.Context, t time.Duration) error {
-	d := t - c.Now()
-	if d <= 0 {
-		return ctx.Err()
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-tm.C:
-		return nil
-	}
-}
+// RealClock is CLOCK_MONOTONIC, the clock V4L2 stamps buffers with (and
+// glintd's live timeline): the simulated camera on it paces frames in real
+// time.
+type RealClock = capture.MonotonicClock
 
 // VirtualClock is a manually advanced clock: WaitUntil jumps forward
 // instead of sleeping. Safe for concurrent use.

@@ -176,7 +176,7 @@ func newSessions(cfg Config, src capture.Source, sup *capture.Supervisor, feed *
 		LatencyMin: cfg.Session.LatencyMin, LatencyMax: cfg.Session.LatencyMax,
 		HoldFrames: cfg.Session.HoldFrames, PositioningTimeout: cfg.Session.PositioningTimeout,
 		FrameTimeout: cfg.Camera.FrameTimeout + 500*time.Millisecond, Readout: cfg.Session.Readout,
-		Retention: cfg.Session.Retention, Clock: session.MonotonicClock{},
+		Retention: cfg.Session.Retention, Clock: capture.MonotonicClock{},
 		OpenFrames: func() (session.FrameStream, error) { return feed.Open(), nil },
 		Guard:      monitor, Recorder: s.recorder, References: s.enrolments,
 		DeviceID: cfg.Sync.DeviceID, SiteID: cfg.Sync.SiteID,
@@ -192,7 +192,7 @@ func newSessions(cfg Config, src capture.Source, sup *capture.Supervisor, feed *
 	switch backend := cfg.Display.Backend; {
 	case backend == "auto":
 		if rig, ok := src.(*sim.Rig); ok {
-			rc.Player = session.NewLivePlayer(rig, session.MonotonicClock{})
+			rc.Player = session.NewLivePlayer(rig, capture.MonotonicClock{})
 			if rc.Readout == 0 {
 				rc.Readout = rig.Readout()
 			}
@@ -203,7 +203,7 @@ func newSessions(cfg Config, src capture.Source, sup *capture.Supervisor, feed *
 			return fail(fmt.Errorf("display.framebuffer: %w", err))
 		}
 		s.closers = append(s.closers, fb.Close)
-		rc.Player = session.NewLivePlayer(fb, session.MonotonicClock{})
+		rc.Player = session.NewLivePlayer(fb, capture.MonotonicClock{})
 	}
 	if rc.Player == nil && rc.Policy.Mode == result.ModeDynamic {
 		log.Warn("no challenge display (display.backend): only express-mode sessions can run")
