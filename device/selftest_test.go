@@ -2,10 +2,6 @@ package device_test
 
 import (
 	"context"
-	"image"
-	"image/color"
-	"image/png"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,32 +15,11 @@ import (
 	"github.com/glintdev/glint/sim"
 )
 
-// testFace writes a synthetic portrait (a skin-toned oval on a grey
-// background, with a sidecar face box) and loads it as a simulator face.
+// testFace loads the simulator's synthetic portrait as a face.
 func testFace(t *testing.T) *sim.Face {
 	t.Helper()
-	dir := t.TempDir()
-	img := image.NewRGBA(image.Rect(0, 0, 240, 300))
-	for y := range 300 {
-		for x := range 240 {
-			dx, dy := float64(x-120)/70, float64(y-150)/95
-			c := color.RGBA{110, 115, 120, 255}
-			if dx*dx+dy*dy <= 1 {
-				c = color.RGBA{205, 160, 135, 255}
-			}
-			img.Set(x, y, c)
-		}
-	}
-	p := filepath.Join(dir, "face.png")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := png.Encode(f, img); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.WriteFile(p+".face.json", []byte(`{"faces":[[50,55,140,190]]}`), 0o600); err != nil {
+	p := filepath.Join(t.TempDir(), "face.png")
+	if err := sim.WriteSyntheticFace(p); err != nil {
 		t.Fatal(err)
 	}
 	faces, err := sim.LoadFace(p)

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"image"
-	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,33 +12,13 @@ import (
 	"github.com/glintdev/glint/device"
 	"github.com/glintdev/glint/hub"
 	"github.com/glintdev/glint/hub/store"
+	"github.com/glintdev/glint/sim"
 )
 
-// writeSimFace writes a synthetic portrait with a sidecar face box into
-// dir, for the simulator's camera.
+// writeSimFace writes the simulator's synthetic portrait into dir.
 func writeSimFace(t *testing.T, dir string) {
 	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 240, 300))
-	for y := range 300 {
-		for x := range 240 {
-			dx, dy := float64(x-120)/70, float64(y-150)/95
-			c := color.RGBA{110, 115, 120, 255}
-			if dx*dx+dy*dy <= 1 {
-				c = color.RGBA{205, 160, 135, 255}
-			}
-			img.Set(x, y, c)
-		}
-	}
-	p := filepath.Join(dir, "face.png")
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := png.Encode(f, img); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.WriteFile(p+".face.json", []byte(`{"faces":[[50,55,140,190]]}`), 0o600); err != nil {
+	if err := sim.WriteSyntheticFace(filepath.Join(dir, "face.png")); err != nil {
 		t.Fatal(err)
 	}
 }

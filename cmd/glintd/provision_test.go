@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"image"
-	"image/color"
-	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,27 +12,14 @@ import (
 	"github.com/glintdev/glint/device"
 	"github.com/glintdev/glint/hub"
 	"github.com/glintdev/glint/hub/store"
+	"github.com/glintdev/glint/sim"
 )
 
 func writeProvisionFace(t *testing.T, path string) {
 	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 240, 300))
-	for y := range 300 {
-		for x := range 240 {
-			dx, dy := float64(x-120)/70, float64(y-150)/95
-			c := color.RGBA{110, 115, 120, 255}
-			if dx*dx+dy*dy <= 1 {
-				c = color.RGBA{205, 160, 135, 255}
-			}
-			img.Set(x, y, c)
-		}
-	}
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
+	if err := sim.WriteSyntheticFace(path); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, path, b.String())
-	writeFile(t, path+".face.json", `{"faces":[[50,55,140,190]]}`)
 }
 
 // TestProvisionFirstBoot runs `glintd provision` with a configuration
