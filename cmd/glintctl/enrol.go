@@ -45,32 +45,7 @@ func runEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func runEnrol(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
 	if len(args) > 0 && (args[0] == "get" || args[0] == "delete") {
-		fs := newFlagSet("enrol "+args[0], stderr)
-		var af apiFlags
-		af.register(fs)
-		pos, err := parseInterspersed(fs, args[1:])
-		if err != nil {
-			return exitUsage, err
-		}
-		if len(pos) != 1 {
-			return exitUsage, usageError{"enrol " + args[0] + ": want one reference ID"}
-		}
-		c, err := af.client()
-		if err != nil {
-			return exitUsage, err
-		}
-		if args[0] == "delete" {
-			if err := c.do(ctx, "DELETE", "/v1/enrollments/"+pos[0], "", nil, nil); err != nil {
-				return exitUsage, err
-			}
-			fmt.Fprintf(stdout, "enrolment %s deleted\n", pos[0])
-			return 0, nil
-		}
-		var e session.Enrolment
-		if err := c.do(ctx, "GET", "/v1/enrollments/"+pos[0], "", nil, &e); err != nil {
-			return exitUsage, err
-		}
-		return 0, printJSON(stdout, e)
+		return getOrDelete(ctx, "enrol", args, "reference ID", "/v1/enrollments/", "delete", "enrolment %s deleted", &session.Enrolment{}, stdout, stderr)
 	}
 
 	fs := newFlagSet("enrol", stderr)

@@ -253,32 +253,7 @@ func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) (i
 		fmt.Fprintf(stdout, "simulator: %s in front of the camera\n", pos[0])
 		return 0, nil
 	case "get", "cancel":
-		fs := newFlagSet("session "+args[0], stderr)
-		var af apiFlags
-		af.register(fs)
-		pos, err := parseInterspersed(fs, args[1:])
-		if err != nil {
-			return exitUsage, err
-		}
-		if len(pos) != 1 {
-			return exitUsage, usageError{"session " + args[0] + ": want one session ID"}
-		}
-		c, err := af.client()
-		if err != nil {
-			return exitUsage, err
-		}
-		if args[0] == "cancel" {
-			if err := c.do(ctx, "DELETE", "/v1/sessions/"+pos[0], "", nil, nil); err != nil {
-				return exitUsage, err
-			}
-			fmt.Fprintf(stdout, "session %s cancelled\n", pos[0])
-			return 0, nil
-		}
-		var info session.Info
-		if err := c.do(ctx, "GET", "/v1/sessions/"+pos[0], "", nil, &info); err != nil {
-			return exitUsage, err
-		}
-		return 0, printJSON(stdout, info)
+		return getOrDelete(ctx, "session", args, "session ID", "/v1/sessions/", "cancel", "session %s cancelled", &session.Info{}, stdout, stderr)
 	}
 	return exitUsage, usageError{fmt.Sprintf("session: unknown subcommand %q", args[0])}
 }
@@ -448,4 +423,35 @@ func printVerdict(w io.Writer, v *session.Verdict) {
 	if v.ResultID != "" {
 		fmt.Fprintf(w, "  result    %s\n", v.ResultID)
 	}
+}
+
+// getOrDelete runs `glintctl NOUN get|DELVERB ID` against the kiosk API:
+// GET prefix+ID printed as JSON into out's type, or DELETE prefix+ID and
+// the message done (with the ID).
+func getOrDelete(ctx context.Context, noun string, args []string, idName, prefix, delVerb, done string, out any, stdout, stderr io.Writer) (int, error) {
+	fs := newFlagSet(noun+" "+args[0], stderr)
+	var af apiFlags
+	af.register(fs)
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		return exitUsage, err
+	}
+	if len(pos) != 1 {
+		return exitUsage, usageError{noun + " " + args[0] + ": want one " + idName}
+	}
+	c, err := af.client()
+	if err != nil {
+		return exitUsage, err
+	}
+	if args[0] == delVerb {
+		if err := c.do(ctx, "DELETE", prefix+pos[0], "", nil, nil); err != nil {
+			return exitUsage, err
+		}
+		fmt.Fprintf(stdout, done+"\n", pos[0])
+		return 0, nil
+	}
+	if err := c.do(ctx, "GET", prefix+pos[0], "", nil, out); err != nil {
+		return exitUsage, err
+	}
+	return 0, printJSON(stdout, out)
 }
