@@ -8,8 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/glintdev/glint/hub"
-	"github.com/glintdev/glint/hub/store"
+	"github.com/glintdev/glint/hub/hubtest"
 )
 
 // TestFleetSim runs `glintctl fleet-sim` against a hub with the embedded
@@ -17,16 +16,7 @@ import (
 // authenticate with signed tokens, and every result is receipted.
 func TestFleetSim(t *testing.T) {
 	const key = "fleet-sim-test-key-0123"
-	h, err := hub.New(context.Background(), hub.Config{StateDir: t.TempDir(), Dialect: store.SQLite, DSN: filepath.Join(t.TempDir(), "hub.db"),
-		EmbeddedAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", APIKeys: []string{key}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	h := hubtest.Start(t, key)
 	keyFile := filepath.Join(t.TempDir(), "key")
 	os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
 

@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/glintdev/glint/device"
-	"github.com/glintdev/glint/hub"
-	"github.com/glintdev/glint/hub/store"
+	"github.com/glintdev/glint/hub/hubtest"
 	"github.com/glintdev/glint/sim"
 )
 
@@ -27,16 +26,8 @@ func writeProvisionFace(t *testing.T, path string) {
 // the hub, the self-test passes on the real clock, and the hub holds the
 // report with the guard summary; a bad link exits 2.
 func TestProvisionFirstBoot(t *testing.T) {
-	h, err := hub.New(context.Background(), hub.Config{StateDir: t.TempDir(), Dialect: store.SQLite, DSN: filepath.Join(t.TempDir(), "hub.db"),
-		EmbeddedAddr: "127.0.0.1:0", APIAddr: "127.0.0.1:0", APIKeys: []string{"provision-test-key-0123"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	h := hubtest.Start(t, "provision-test-key-0123")
+	ctx := context.Background()
 	tok, _, err := h.Store().CreateClaimToken(ctx, "site-a", 15*time.Minute, "", time.Now())
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,7 @@ import (
 	"time"
 
 	"github.com/glintdev/glint/device"
-	"github.com/glintdev/glint/hub"
-	"github.com/glintdev/glint/hub/store"
+	"github.com/glintdev/glint/hub/hubtest"
 	"github.com/glintdev/glint/internal/config"
 	"github.com/glintdev/glint/result"
 	"github.com/glintdev/glint/sync/envelope"
@@ -62,15 +61,7 @@ func TestKeyPermissionsRefused(t *testing.T) {
 // TestAgentToHub: an agent configured like glintd delivers to a hub with
 // the embedded broker.
 func TestAgentToHub(t *testing.T) {
-	h, err := hub.New(context.Background(), hub.Config{StateDir: t.TempDir(), Dialect: store.SQLite, DSN: filepath.Join(t.TempDir(), "hub.db"), EmbeddedAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	hctx, hcancel := context.WithCancel(context.Background())
-	hdone := make(chan error, 1)
-	go func() { hdone <- h.Run(hctx) }()
-	defer func() { hcancel(); <-hdone }()
+	h := hubtest.Start(t)
 
 	dir := t.TempDir()
 	pemKey, _ := device.PublicKeyPEM(h.Key().Public())
