@@ -78,9 +78,15 @@ clean:
 # Fault injection on the wire (sync/faults, build tag "faults"): kill -9 of
 # the publisher (50 trials), broker restart, kill -9 of the hub, 10,000
 # results offline. Each scenario prints its "faults: scenario=..." line.
+# The whole log goes to .cache/test-faults.log; on failure its failing parts
+# (race reports and messages from non-test files included) are printed too.
 test-faults:
-	$(GO) test -tags faults -race -count=1 -v -timeout 8m ./sync/faults \
-		| grep -E '^(--- |faults:|PASS|FAIL|ok|panic)|_test.go' ; test $${PIPESTATUS[0]} -eq 0
+	@mkdir -p .cache
+	@$(GO) test -tags faults -race -count=1 -v -timeout 8m ./sync/faults > .cache/test-faults.log 2>&1; rc=$$?; \
+		grep -E '^(--- |faults:|PASS|FAIL|ok|panic)|_test.go' .cache/test-faults.log; \
+		if [ $$rc -ne 0 ]; then echo "test-faults: exit $$rc; failures from .cache/test-faults.log:"; \
+			grep -n -B2 -A30 -E 'DATA RACE|race detected|^--- FAIL|^panic' .cache/test-faults.log | head -400; fi; \
+		exit $$rc
 
 # Result, envelope, outbox and hub-ingest benchmarks (docs/performance.md).
 bench-sync:

@@ -329,7 +329,7 @@ func (h *Hub) connect(ctx context.Context) error {
 	o := paho.NewClientOptions().AddBroker(url).SetClientID(h.cfg.ClientID).
 		SetCleanSession(false).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(time.Second).SetMaxReconnectInterval(10 * time.Second).
-		SetKeepAlive(30 * time.Second).SetOrderMatters(true)
+		SetKeepAlive(30 * time.Second).SetOrderMatters(true).SetStore(newCopyingStore())
 	if h.user != "" {
 		o.SetUsername(h.user).SetPassword(h.pass)
 	}
