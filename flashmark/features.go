@@ -107,9 +107,10 @@ func (m *measurement) measureRest(ft features, res lagResult) features {
 	n := len(m.frames)
 	var cellG, cellSE [numCells][3]float64
 	var faceB, faceA, faceVar [3]float64
-	var bgB, bgA, bgVar [3]float64
-	bgBands := 0
-	var bgGeo float64
+	// Background, per row band and channel: response, standard error,
+	// angle correction (geo 0: band not measured).
+	var bandG, bandSE [gridRows][3]float64
+	var bandGeo [gridRows]float64
 	for r := 0; r < gridRows; r++ {
 		mm := res.fits[r].m
 		a, b, se := fitFixed(res.bandV[r], res.bandE[r], mm, m.w)
@@ -152,7 +153,7 @@ func (m *measurement) measureRest(ft features, res lagResult) features {
 		}
 		if ok {
 			for i := range m.frames {
-				bgGeo += m.frames[i].bgGeo[r] / float64(n*gridRows)
+				bandGeo[r] += m.frames[i].bgGeo[r] / float64(n)
 			}
 			// Its own ambient multiplier, as for the cells: the
 			// background's texture slides with the camera's or the
@@ -160,11 +161,9 @@ func (m *measurement) measureRest(ft features, res lagResult) features {
 			bf := fitBand(v, e, m.w)
 			a, b, se := fitFixed(v, e, bf.m, m.w)
 			for c := 0; c < 3; c++ {
-				bgA[c] += a[c]
-				bgB[c] += b[c]
-				bgVar[c] += se[c] * se[c]
+				bandG[r][c] = b[c] / a[c]
+				bandSE[r][c] = se[c] / math.Abs(a[c])
 			}
-			bgBands++
 		}
 	}
 	// Face response: channels combined by their signal-to-noise ratio.
@@ -179,32 +178,88 @@ func (m *measurement) measureRest(ft features, res lagResult) features {
 	}
 	gv = 1 / gw
 	ft.gFace, ft.gFaceSE = gs/gw, math.Sqrt(gv)
-	if bgBands > 0 {
-		// Background over face, per channel, weighted by precision.
-		var rw, rs, bs float64
-		for c := 0; c < 3; c++ {
-			gb := bgB[c] / bgA[c]
-			seb := math.Sqrt(bgVar[c]) / math.Abs(bgA[c])
-			if !(faceG[c] != 0) {
-				continue
-			}
-			rse := math.Hypot(seb/faceG[c], gb*faceSE[c]/(faceG[c]*faceG[c]))
-			w := 1 / (rse*rse + 1e-30)
-			rw += w
-			rs += w * gb / faceG[c]
-			bs += w * gb
-		}
-		if rw > 0 {
-			// Corrected for the strips' angle off the axis, so that a
-			// flat surface at the face's depth measures a ratio of 1.
-			geo := bgGeo * gridRows / float64(bgBands)
-			ft.bgRatio, ft.bgRatioSE = rs/rw/geo, math.Sqrt(1/rw)/geo
-			ft.gBg = bs / rw
-		}
-	}
+	topG, topSE := facingCells(cellG, cellSE)
+	ft.bgRatio, ft.bgRatioSE, ft.gBg = backgroundRatio(bandG, bandSE, bandGeo, topG, topSE)
 	ft.shading, ft.shadingZ = shadingSpread(cellG, cellSE)
 	ft.curv, ft.curvSE = curvature(cellG, cellSE)
 	return ft
+}
+
+// facingCells is the mean response, per channel, of the half of the face
+// cells that respond most, and its standard error. Those face the screen,
+// as the background does: the cheeks and the sides of the forehead turn
+// away from it, so the whole face's mean response is lower than that of
+// a surface facing the screen at the same depth, which makes a face in
+// front of a nearby wall look as flat as a print. On a print or a screen every cell faces the
+// same way and the half that responds most differs from the mean only by
+// the noise.
+func facingCells(cellG, cellSE [numCells][3]float64) (g, se [3]float64) {
+	type cell struct {
+		k int
+		g float64
+	}
+	cells := make([]cell, 0, numCells)
+	for k := range cellG {
+		var w, s float64
+		for c := 0; c < 3; c++ {
+			wc := 1 / (cellSE[k][c]*cellSE[k][c] + 1e-30)
+			w += wc
+			s += wc * cellG[k][c]
+		}
+		v := s / w
+		if math.IsNaN(v) {
+			v = math.Inf(-1)
+		}
+		cells = append(cells, cell{k, v})
+	}
+	sort.SliceStable(cells, func(i, j int) bool { return cells[i].g > cells[j].g })
+	const half = numCells / 2
+	for _, cl := range cells[:half] {
+		for c := 0; c < 3; c++ {
+			g[c] += cellG[cl.k][c] / half
+			se[c] += cellSE[cl.k][c] * cellSE[cl.k][c]
+		}
+	}
+	for c := 0; c < 3; c++ {
+		se[c] = math.Sqrt(se[c]) / half
+	}
+	return g, se
+}
+
+// backgroundRatio is the background's response over the face's, each
+// row band's strips corrected for their angle off the axis (so that a
+// flat surface at the face's depth measures 1), pooled over the row bands
+// and channels by precision, with its standard error, and the pooled
+// background response itself. Every band and channel is its own estimate
+// of the same ratio: pooling the ratios, rather than taking the ratio of
+// the bands' summed responses, lets a band whose strips hold something
+// that moves or a texture the fit cannot explain (its standard error
+// says so) count for little instead of dragging the ratio of sums. NaN
+// when no band was measured.
+func backgroundRatio(bandG, bandSE [gridRows][3]float64, bandGeo [gridRows]float64, faceG, faceSE [3]float64) (ratio, se, gBg float64) {
+	var rw, rs, bs float64
+	for r := 0; r < gridRows; r++ {
+		geo := bandGeo[r]
+		if !(geo > 0) {
+			continue
+		}
+		for c := 0; c < 3; c++ {
+			gb, seb := bandG[r][c], bandSE[r][c]
+			if !(faceG[c] != 0) || math.IsNaN(gb) || math.IsNaN(seb) || math.IsInf(seb, 0) {
+				continue
+			}
+			q := gb / faceG[c] / geo
+			qse := math.Hypot(seb/faceG[c], gb*faceSE[c]/(faceG[c]*faceG[c])) / geo
+			w := 1 / (qse*qse + 1e-30)
+			rw += w
+			rs += w * q
+			bs += w * gb
+		}
+	}
+	if !(rw > 0) {
+		return math.NaN(), math.NaN(), math.NaN()
+	}
+	return rs / rw, math.Sqrt(1 / rw), bs / rw
 }
 
 // refine places the peak of corrs at i on a parabola through its

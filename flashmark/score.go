@@ -3,6 +3,7 @@ package flashmark
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -108,16 +109,17 @@ func (c AnalysisConfig) withDefaults() (AnalysisConfig, error) {
 // Calibrated on simulator seed 7 (docs/liveness.md), never on the
 // evaluation seed.
 type checkParams struct {
-	corr, snr, falloff, shadingZ, irregular, passive [2]float64
+	corr, snr, falloff, shadingZ, irregular, curvature, passive [2]float64
 }
 
 func defaultChecks() checkParams {
 	return checkParams{
 		corr:      [2]float64{0.55, 0.8},
 		snr:       [2]float64{5, 10},
-		falloff:   [2]float64{0.2, 0.45},
+		falloff:   [2]float64{0.25, 0.5},
 		shadingZ:  [2]float64{1, 2},
-		irregular: [2]float64{0.8, 1.2},
+		irregular: [2]float64{0.7, 1.1},
+		curvature: [2]float64{-0.3, -0.15},
 		passive:   [2]float64{0.1, 0.3},
 	}
 }
@@ -198,6 +200,12 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		// ... but as smoothly as a face's shading, not as a screen's
 		// glints and own light.
 		{ReasonIrregular, 1 - ramp(ft.shading, p.irregular[0], p.irregular[1])},
+		// ... and with the middle column of cells (forehead, nose,
+		// mouth, facing the screen) not clearly darker than the cheeks
+		// (turning away from it): a screen's glass reflects the flash
+		// as a glint wherever the mirror angle falls, often beside the
+		// nose. Two standard errors of benefit of the doubt.
+		{ReasonIrregular, ramp(ft.curv+2*ft.curvSE, p.curvature[0], p.curvature[1])},
 	}
 	if math.IsNaN(falloff) && math.IsNaN(ft.gBg) {
 		// No background in view (face filling the frame): the check
@@ -211,7 +219,7 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 	s := 1.0
 	for _, c := range checks {
 		s = math.Min(s, c.s)
-		if c.s < 0.5 {
+		if c.s < 0.5 && !slices.Contains(a.Reasons, c.reason) {
 			a.Reasons = append(a.Reasons, c.reason)
 		}
 	}
