@@ -106,8 +106,9 @@ func New(cfg Config) (*API, error) {
 		if err := cfg.Provision.check(); err != nil {
 			return nil, err
 		}
-		a.mux.HandleFunc("POST /api/v1/provision", a.provision)
-		a.mux.HandleFunc("POST /api/v1/provision/report", a.provisionReport)
+		lim := newAddrLimiter(cfg.Provision.RatePerMinute, cfg.Provision.Now)
+		a.mux.HandleFunc("POST /api/v1/provision", lim.limit(a.provision))
+		a.mux.HandleFunc("POST /api/v1/provision/report", lim.limit(a.provisionReport))
 	}
 	return a, nil
 }

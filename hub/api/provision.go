@@ -45,6 +45,10 @@ type ProvisionConfig struct {
 	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// RatePerMinute bounds the provisioning requests (registrations and
+	// reports together) one client address may make per minute, with a
+	// burst of as many; over it: 429 with Retry-After. Default 30.
+	RatePerMinute int
 
 	caSHA256 string
 }
@@ -64,6 +68,9 @@ func (c *ProvisionConfig) check() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.RatePerMinute <= 0 {
+		c.RatePerMinute = 30
 	}
 	if len(c.BrokerCA) > 0 {
 		blk, _ := pem.Decode(c.BrokerCA)

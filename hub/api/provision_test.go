@@ -204,3 +204,53 @@ func TestProvisionDisabled(t *testing.T) {
 		t.Fatal("accepted an unknown auth mode")
 	}
 }
+
+// TestProvisionRateLimit: one address gets RatePerMinute provisioning
+// requests, then 429 with Retry-After, and a token back after its refill
+// time; the limit counts refused requests too (bad bodies here).
+func TestProvisionRateLimit(t *testing.T) {
+	st := storetest.Open(t, store.SQLite)
+	hubKey, _ := device.GenerateKey()
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	a, err := api.New(api.Config{Store: st, Keys: []string{key}, HubKey: hubKey.Public(), Provision: &api.ProvisionConfig{
+		BrokerURL: "tcp://broker.example:1883", Prefix: "glint/v1", Auth: "token", RatePerMinute: 3, Now: func() time.Time { return now }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	send := func(path string) (int, string) {
+		rsp, err := http.Post(srv.URL+path, "application/json", strings.NewReader("{"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rsp.Body.Close()
+		return rsp.StatusCode, rsp.Header.Get("Retry-After")
+	}
+	for i, path := range []string{"/api/v1/provision", "/api/v1/provision/report", "/api/v1/provision"} {
+		if code, _ := send(path); code != http.StatusBadRequest {
+			t.Fatalf("request %d: %d, want 400 (under the limit)", i+1, code)
+		}
+	}
+	if code, retry := send("/api/v1/provision"); code != http.StatusTooManyRequests || retry != "20" {
+		t.Fatalf("over the limit: %d Retry-After %q, want 429 and 20 s", code, retry)
+	}
+	now = now.Add(20 * time.Second)
+	if code, _ := send("/api/v1/provision"); code != http.StatusBadRequest {
+		t.Fatalf("after the refill: %d, want 400", code)
+	}
+	if code, _ := send("/api/v1/provision"); code != http.StatusTooManyRequests {
+		t.Fatalf("refill gave more than one token: %d", code)
+	}
+	// The admin routes are not limited.
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/tokens", nil)
+	req.Header.Set("X-API-Key", key)
+	rsp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsp.Body.Close()
+	if rsp.StatusCode != http.StatusOK {
+		t.Fatalf("admin route: %d", rsp.StatusCode)
+	}
+}
