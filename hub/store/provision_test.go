@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
@@ -218,6 +219,23 @@ func TestGuardReportStore(t *testing.T) {
 		g, err := s.GuardReport(ctx, "d")
 		if err != nil || g.Risk != "warn" || !g.SentAt.Equal(t0.Add(2*time.Minute)) {
 			t.Fatalf("%+v %v", g, err)
+		}
+		// The device list carries each device's latest risk.
+		for _, id := range []string{"d", "e"} {
+			pub, _, _ := ed25519.GenerateKey(nil)
+			if _, err := s.RegisterDevice(ctx, id, "site", pub); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ds, err := s.Devices(ctx)
+		if err != nil || len(ds) != 2 {
+			t.Fatalf("devices %+v %v", ds, err)
+		}
+		if ds[0].DeviceID != "d" || ds[0].GuardRisk != "warn" || !ds[0].GuardCheckedAt.Equal(t0.Add(2*time.Minute)) {
+			t.Errorf("d: guard %q at %v, want warn at %v", ds[0].GuardRisk, ds[0].GuardCheckedAt, t0.Add(2*time.Minute))
+		}
+		if ds[1].GuardRisk != "" || !ds[1].GuardCheckedAt.IsZero() {
+			t.Errorf("e has no report but guard %q at %v", ds[1].GuardRisk, ds[1].GuardCheckedAt)
 		}
 	})
 }

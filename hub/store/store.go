@@ -203,6 +203,10 @@ type Device struct {
 	QueueDepth int64             `json:"queue_depth"`
 	// Status is the device's last status message (JSON), if any.
 	Status json.RawMessage `json:"status,omitempty"`
+	// GuardRisk and GuardCheckedAt summarise the device's latest signed
+	// guard report (Devices fills them; "" when none arrived yet).
+	GuardRisk      string    `json:"guard_risk,omitempty"`
+	GuardCheckedAt time.Time `json:"guard_checked_at,omitzero"`
 }
 
 // RegisterDevice adds a device with its public key. Registering the same
@@ -304,7 +308,38 @@ func (s *Store) Devices(ctx context.Context) ([]Device, error) {
 		}
 		out = append(out, *d)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("devices: %w", err)
+	}
+	rows.Close()
+	// The guard summary, so an operator sees each device's risk in the list.
+	grows, err := s.db.QueryContext(ctx, `SELECT device_id, risk, checked_ns FROM device_guard`)
+	if err != nil {
+		return nil, fmt.Errorf("devices: guard reports: %w", err)
+	}
+	defer grows.Close()
+	type guard struct {
+		risk    string
+		checked int64
+	}
+	guards := map[string]guard{}
+	for grows.Next() {
+		var id string
+		var g guard
+		if err := grows.Scan(&id, &g.risk, &g.checked); err != nil {
+			return nil, fmt.Errorf("devices: guard reports: %w", err)
+		}
+		guards[id] = g
+	}
+	if err := grows.Err(); err != nil {
+		return nil, fmt.Errorf("devices: guard reports: %w", err)
+	}
+	for i := range out {
+		if g, ok := guards[out[i].DeviceID]; ok {
+			out[i].GuardRisk, out[i].GuardCheckedAt = g.risk, time.Unix(0, g.checked).UTC()
+		}
+	}
+	return out, nil
 }
 
 // SetDeviceStatus records a device's status message (online flag, queue
