@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"image"
 	"image/color"
@@ -32,15 +31,7 @@ const enrolUsage = `usage:
 // runEnrolMain runs glintctl enrol and returns the exit status.
 func runEnrolMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code, err := runEnrol(ctx, args, stdout, stderr)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return code
-	}
-	fmt.Fprintf(stderr, "glintctl: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		fmt.Fprint(stderr, enrolUsage)
-	}
-	return code
+	return exitStatus(code, err, code, enrolUsage, stderr)
 }
 
 func runEnrol(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {

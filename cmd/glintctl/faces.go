@@ -305,15 +305,7 @@ func facesCompare(args []string, stdout, stderr io.Writer) (int, error) {
 // status: compare's 0 (match) / 1 (no match), 2 for any error.
 func runFacesMain(args []string, stdout, stderr io.Writer) int {
 	code, err := runFaces(args, stdout, stderr)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return code
-	}
-	fmt.Fprintf(stderr, "glintctl: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		fmt.Fprint(stderr, topUsage)
-	}
-	return exitUsage
+	return exitStatus(code, err, exitUsage, topUsage, stderr)
 }
 
 // facesEval scores every pair of photos under DIR/<identity>/ (same folder:

@@ -110,3 +110,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	return 1
 }
+
+// exitStatus turns a subcommand's outcome into its exit status: code when
+// it succeeded or only printed help; otherwise the error (and, for a usage
+// error, usage) goes to stderr and the status is failCode.
+func exitStatus(code int, err error, failCode int, usage string, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return code
+	}
+	fmt.Fprintf(stderr, "glintctl: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprint(stderr, usage)
+	}
+	return failCode
+}

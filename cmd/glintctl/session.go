@@ -213,15 +213,7 @@ const sessionUsage = `usage:
 // runSessionMain runs glintctl session and returns the exit status.
 func runSessionMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	code, err := runSession(ctx, args, stdout, stderr)
-	if err == nil || errors.Is(err, flag.ErrHelp) {
-		return code
-	}
-	fmt.Fprintf(stderr, "glintctl: %v\n", err)
-	var ue usageError
-	if errors.As(err, &ue) {
-		fmt.Fprint(stderr, sessionUsage)
-	}
-	return exitUsage
+	return exitStatus(code, err, exitUsage, sessionUsage, stderr)
 }
 
 func runSession(ctx context.Context, args []string, stdout, stderr io.Writer) (int, error) {
