@@ -7,6 +7,7 @@ import (
 	"image"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/glintdev/glint/capture"
@@ -124,7 +125,37 @@ func (s Flashmark) ScoreDetail(ctx context.Context, a *sim.Attempt, rng *rand.Ra
 	ev["sim_distance_m"], ev["sim_background_m"], ev["sim_lux"] = p.DistanceM, p.BackgroundM, p.AmbientLux
 	ev["sim_screen_nits"], ev["sim_screen_diag_in"] = p.ScreenNits, math.Hypot(p.ScreenWM, p.ScreenHM)/0.0254
 	ev["sim_exposure_ms"] = float64(in.Exposure) / 1e6
+	ev["sim_face_iou"] = boxIoU(medianBox(in.Observations), a.Scene.Face)
 	return Detail{Score: res.Score, Reasons: res.Reasons, Evidence: ev}, nil
+}
+
+// medianBox is the located face box with the median corners over the
+// observations that have one (empty: none).
+func medianBox(obs []flashmark.Observation) image.Rectangle {
+	var x0, y0, x1, y1 []int
+	for _, o := range obs {
+		if !o.Face.Empty() {
+			x0, y0 = append(x0, o.Face.Min.X), append(y0, o.Face.Min.Y)
+			x1, y1 = append(x1, o.Face.Max.X), append(y1, o.Face.Max.Y)
+		}
+	}
+	if len(x0) == 0 {
+		return image.Rectangle{}
+	}
+	med := func(v []int) int { slices.Sort(v); return v[len(v)/2] }
+	return image.Rect(med(x0), med(y0), med(x1), med(y1))
+}
+
+// boxIoU is the intersection over union of two boxes (0 when either is
+// empty). The report uses it to tell a face the locator missed or
+// misplaced from a face the analysis rejected.
+func boxIoU(a, b image.Rectangle) float64 {
+	in := a.Intersect(b)
+	if in.Empty() {
+		return 0
+	}
+	area := func(r image.Rectangle) float64 { return float64(r.Dx() * r.Dy()) }
+	return area(in) / (area(a) + area(b) - area(in))
 }
 
 // ReasonNoFaceFrames: the analysis had too few frames with a face.
