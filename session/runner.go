@@ -18,6 +18,7 @@ import (
 	"github.com/glintdev/glint/device"
 	"github.com/glintdev/glint/flashmark"
 	"github.com/glintdev/glint/inference"
+	"github.com/glintdev/glint/internal/geom"
 	"github.com/glintdev/glint/result"
 )
 
@@ -616,7 +617,7 @@ func (s *run) challenge(ctx context.Context, frames FrameStream) ([]observed, *f
 			best, bestIoU := -1, 0.0
 			for i, fc := range faces {
 				b := boxOf(fc.Detection.Box, im.Width, im.Height)
-				iou := rectIoU(b, prev)
+				iou := geom.IoU(b, prev)
 				if prev.Empty() && i == 0 {
 					iou = 1
 				}
@@ -656,15 +657,6 @@ func (s *run) challenge(ctx context.Context, frames FrameStream) ([]observed, *f
 		return nil, nil, nil, 0, stop(ReasonFaceLost, "face tracked in %d of %d challenge frames", withFace, len(obs))
 	}
 	return obs, ch, pres, exposure, nil
-}
-
-func rectIoU(a, b image.Rectangle) float64 {
-	in := a.Intersect(b)
-	if in.Empty() {
-		return 0
-	}
-	i := float64(in.Dx() * in.Dy())
-	return i / (float64(a.Dx()*a.Dy()+b.Dx()*b.Dy()) - i)
 }
 
 // lockCamera switches auto exposure and white balance off where the camera

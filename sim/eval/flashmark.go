@@ -12,6 +12,7 @@ import (
 
 	"github.com/glintdev/glint/capture"
 	"github.com/glintdev/glint/flashmark"
+	"github.com/glintdev/glint/internal/geom"
 	"github.com/glintdev/glint/sim"
 )
 
@@ -125,7 +126,9 @@ func (s Flashmark) ScoreDetail(ctx context.Context, a *sim.Attempt, rng *rand.Ra
 	ev["sim_distance_m"], ev["sim_background_m"], ev["sim_lux"] = p.DistanceM, p.BackgroundM, p.AmbientLux
 	ev["sim_screen_nits"], ev["sim_screen_diag_in"] = p.ScreenNits, math.Hypot(p.ScreenWM, p.ScreenHM)/0.0254
 	ev["sim_exposure_ms"] = float64(in.Exposure) / 1e6
-	ev["sim_face_iou"] = boxIoU(medianBox(in.Observations), a.Scene.Face)
+	// IoU with the scene's own box tells a face the locator missed or
+	// misplaced from a face the analysis rejected.
+	ev["sim_face_iou"] = geom.IoU(medianBox(in.Observations), a.Scene.Face)
 	return Detail{Score: res.Score, Reasons: res.Reasons, Evidence: ev}, nil
 }
 
@@ -144,18 +147,6 @@ func medianBox(obs []flashmark.Observation) image.Rectangle {
 	}
 	med := func(v []int) int { slices.Sort(v); return v[len(v)/2] }
 	return image.Rect(med(x0), med(y0), med(x1), med(y1))
-}
-
-// boxIoU is the intersection over union of two boxes (0 when either is
-// empty). The report uses it to tell a face the locator missed or
-// misplaced from a face the analysis rejected.
-func boxIoU(a, b image.Rectangle) float64 {
-	in := a.Intersect(b)
-	if in.Empty() {
-		return 0
-	}
-	area := func(r image.Rectangle) float64 { return float64(r.Dx() * r.Dy()) }
-	return area(in) / (area(a) + area(b) - area(in))
 }
 
 // ReasonNoFaceFrames: the analysis had too few frames with a face.
