@@ -42,26 +42,31 @@ type Box struct{ X, Y, W, H float64 }
 // a 640x480 frame at the closest distance without keeping whole photos.
 const faceCropWidth = 160
 
-// registryFaces are hand-placed face boxes (fractions of the image size) for
-// the registry photos `make deps` fetches (scripts/faces.sh), keyed by the
+// registryFaces are the face boxes (fractions of the image size) of the
+// registry photos `make deps` fetches (scripts/faces.sh), keyed by the
 // file's SHA-256. The face-api demo photos are group pictures, where the
 // simple skin detector below cannot separate people, so each face is listed.
-// When the models issue lands, the landmark detector replaces this table.
+// The boxes follow the relief's anchors (scene.go): cheek to cheek (facemesh
+// points 234 and 454), chin (152) at the bottom, the eye centres 0.36 of the
+// height below the top. They were measured with the project's facemesh
+// (`glintctl faces detect` finds the same faces); the hand-placed boxes
+// they replace sat on the hair of several faces (IoU 0.27-0.87).
 var registryFaces = map[string][]Box{
-	// @vladmandic/face-api demo/sample1.jpg .. sample6.jpg (384-px-wide thumbnail coordinates / 384 and / height)
-	"8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51": thumbBoxes(384, 256, [4]float64{82, 68, 46, 50}, [4]float64{165, 80, 45, 52}, [4]float64{295, 40, 45, 52}),
-	"7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691": thumbBoxes(384, 273, [4]float64{293, 35, 42, 57}),
-	"8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936": thumbBoxes(384, 270, [4]float64{118, 65, 44, 55}, [4]float64{213, 40, 42, 58}, [4]float64{300, 58, 40, 54}),
-	"729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc": thumbBoxes(384, 289, [4]float64{128, 15, 42, 50}, [4]float64{200, 45, 40, 53}, [4]float64{255, 25, 43, 57}),
-	"6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938": thumbBoxes(384, 279, [4]float64{150, 20, 40, 52}, [4]float64{222, 40, 36, 50}, [4]float64{283, 85, 42, 55}),
-	"9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87": thumbBoxes(384, 307, [4]float64{60, 88, 48, 60}, [4]float64{140, 55, 45, 57}, [4]float64{235, 48, 43, 60}, [4]float64{300, 55, 40, 55}),
+	// @vladmandic/face-api demo/sample1.jpg .. sample6.jpg (pixels of the 1920-px-wide originals)
+	"8ecae4b267b2d3169e06e00c7dee97097aa2a94635d45216f7732a5f4943cb51": pixelBoxes(1920, 1280, [4]float64{439, 385, 162, 210}, [4]float64{876, 470, 144, 173}, [4]float64{1524, 264, 121, 130}),
+	"7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691": pixelBoxes(1920, 1367, [4]float64{1473, 199, 170, 188}),
+	"8eb081c9efb14370fa94d9feab9e5fbeafd19a627491853a80c2bf67f7ffa936": pixelBoxes(1920, 1350, [4]float64{600, 343, 197, 254}, [4]float64{1088, 236, 212, 265}, [4]float64{1473, 323, 201, 245}),
+	"729efa5923061d40eb4ed5f267a18cc7b8ba6f852bb2757b16d8b7e4937476fc": pixelBoxes(1920, 1448, [4]float64{687, 105, 147, 176}, [4]float64{1003, 212, 161, 205}, [4]float64{1302, 187, 142, 185}),
+	"6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938": pixelBoxes(1920, 1398, [4]float64{778, 126, 157, 206}, [4]float64{1119, 216, 177, 221}, [4]float64{1432, 416, 179, 244}),
+	"9baad80f9d5e306fb9b8c0913d44445f1e95848df317530efb03d0934c57ba87": pixelBoxes(1920, 1537, [4]float64{250, 517, 208, 242}, [4]float64{694, 360, 185, 257}, [4]float64{1167, 349, 195, 229}, [4]float64{1493, 292, 200, 261}),
 	// opencv-doc examples/data/messi5.jpg (548x342): a small face.
-	"1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9": thumbBoxes(274, 171, [4]float64{105, 40, 17, 22}),
+	"1d570e49654e84c7a943918537bd9e5e1ef82920152e147c834006e235be97c9": pixelBoxes(548, 342, [4]float64{225, 94, 29, 39}),
 	// python3-skimage data/astronaut.png (512x512).
-	"88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5": thumbBoxes(256, 256, [4]float64{92, 38, 40, 54}),
+	"88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5": pixelBoxes(512, 512, [4]float64{179, 63, 92, 113}),
 }
 
-func thumbBoxes(w, h float64, boxes ...[4]float64) []Box {
+// pixelBoxes converts boxes in pixels of a w x h image to fractions.
+func pixelBoxes(w, h float64, boxes ...[4]float64) []Box {
 	out := make([]Box, len(boxes))
 	for i, b := range boxes {
 		out[i] = Box{b[0] / w, b[1] / h, b[2] / w, b[3] / h}
