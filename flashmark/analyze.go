@@ -58,6 +58,9 @@ type frameSignal struct {
 	// same depth, facing the camera: cos⁴ of their angles off the optical
 	// axis (distance, emission angle, incidence), as a ratio.
 	bgGeo [gridRows]float64
+	// clipped is the fraction of the face ellipse's pixels with a channel
+	// at full scale: they cannot respond to the flash.
+	clipped float64
 }
 
 // srgbLinear maps an 8-bit sRGB value to linear light (WCAG's curve).
@@ -265,6 +268,7 @@ func measureFrame(rgb []byte, w, h int, box image.Rectangle, focal float64) (fra
 		return c2 * c2
 	}
 	bw, bh := box.Dx(), box.Dy()
+	var clipped, total float64
 	for r := 0; r < gridRows; r++ {
 		y0 := box.Min.Y + bh*r/gridRows
 		y1 := box.Min.Y + bh*(r+1)/gridRows
@@ -272,10 +276,12 @@ func measureFrame(rgb []byte, w, h int, box image.Rectangle, focal float64) (fra
 			x0 := box.Min.X + bw*c/gridCols
 			x1 := box.Min.X + bw*(c+1)/gridCols
 			k := r*gridCols + c
-			s, n := sumEllipse(rgb, w, image.Rect(x0, y0, x1, y1), box)
+			s, n, nc := sumEllipse(rgb, w, image.Rect(x0, y0, x1, y1), box)
 			if n < minCellPixels {
 				return fs, false
 			}
+			clipped += nc
+			total += n
 			fs.cell[k] = [3]float64{s[0] / n, s[1] / n, s[2] / n}
 			fs.cellW[k] = n
 			fs.cellRo[k] = float64(y0+y1) / 2 / float64(h)
@@ -308,6 +314,7 @@ func measureFrame(rgb []byte, w, h int, box image.Rectangle, focal float64) (fra
 		}
 		fs.bgRo[r] = float64(y0+y1) / 2 / float64(h)
 	}
+	fs.clipped = clipped / total
 	return fs, true
 }
 
@@ -318,12 +325,10 @@ func measureFrame(rgb []byte, w, h int, box image.Rectangle, focal float64) (fra
 const faceEllipse = 0.46
 
 // sumEllipse sums the linear RGB of the pixels of r inside the face
-// ellipse of box.
-func sumEllipse(rgb []byte, w int, r, box image.Rectangle) ([3]float64, float64) {
+// ellipse of box, and counts them and those with a channel at full scale.
+func sumEllipse(rgb []byte, w int, r, box image.Rectangle) (s [3]float64, n, clipped float64) {
 	cx, cy := float64(box.Min.X+box.Max.X)/2, float64(box.Min.Y+box.Max.Y)/2
 	ax, ay := faceEllipse*float64(box.Dx()), faceEllipse*float64(box.Dy())
-	var s [3]float64
-	var n float64
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		dy := (float64(y) + 0.5 - cy) / ay
 		if dy*dy >= 1 {
@@ -341,13 +346,16 @@ func sumEllipse(rgb []byte, w int, r, box image.Rectangle) ([3]float64, float64)
 			a += srgbLinear[row[i]]
 			b += srgbLinear[row[i+1]]
 			c += srgbLinear[row[i+2]]
+			if row[i] == 255 || row[i+1] == 255 || row[i+2] == 255 {
+				clipped++
+			}
 		}
 		s[0] += a
 		s[1] += b
 		s[2] += c
 		n += float64(x1 - x0)
 	}
-	return s, n
+	return s, n, clipped
 }
 
 // sumRect sums the linear RGB of r (inside the frame).

@@ -23,11 +23,15 @@ type features struct {
 	shadingZ  float64 // the same spread in units of its measurement noise
 	curv      float64 // middle column's response over the side columns', relative to the mean
 	curvSE    float64
+	clipped   float64 // mean fraction of the face's pixels at full scale
 }
 
 // measure runs the lag search and the region fits.
 func (m *measurement) measure(win [2]time.Duration) features {
 	ft := features{frames: len(m.frames), gBg: math.NaN(), bgRatio: math.NaN()}
+	for i := range m.frames {
+		ft.clipped += m.frames[i].clipped / float64(len(m.frames))
+	}
 	lo, hi := win[0].Seconds(), win[1].Seconds()
 	m.w = nil
 	m.searchLag(&ft, lo, hi)

@@ -156,6 +156,7 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 			"curvature":      ft.curv,
 			"curvature_se":   ft.curvSE,
 			"passive":        passive,
+			"face_clipped":   ft.clipped,
 		},
 	}
 	falloff := math.NaN()
