@@ -118,6 +118,9 @@ type measurement struct {
 	exposure float64 // seconds
 	readout  float64
 	end      float64 // end of the last step, seconds
+	// registered counts the frames whose cells followed the face's
+	// texture (register.go) rather than the tracker's box.
+	registered int
 	// w weighs frames in the fits (nil: all 1); frames the face model
 	// cannot explain (a blink, a passing shadow) get less.
 	w []float64
@@ -168,7 +171,12 @@ func prepare(in Input, hfov float64) (*measurement, error) {
 		return nil, fmt.Errorf("%w: challenge lasts %.1f s", ErrAnalysis, m.end)
 	}
 	boxes := smoothBoxes(in.Observations)
-	var buf []byte
+	type usable struct {
+		i   int
+		t   float64
+		box image.Rectangle
+	}
+	var use []usable
 	prevT := math.Inf(-1)
 	for i, o := range in.Observations {
 		f := o.Frame
@@ -193,18 +201,46 @@ func prepare(in Input, hfov float64) (*measurement, error) {
 		if f.Width > 8192 || f.Height > 8192 {
 			return nil, fmt.Errorf("%w: frame %d is %dx%d", ErrAnalysis, i, f.Width, f.Height)
 		}
+		use = append(use, usable{i, t, box})
+	}
+	if len(use) == 0 {
+		return m, nil
+	}
+	// The middle frame's face is the registration reference.
+	ref := use[len(use)/2]
+	refFrame := in.Observations[ref.i].Frame
+	rgb, err := refFrame.RGB(nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: frame %d: %v", ErrAnalysis, ref.i, err)
+	}
+	patch, havePatch := newFacePatch(rgb, refFrame.Width, refFrame.Height, ref.box)
+	buf := rgb
+	centre := func(r image.Rectangle) image.Point { return r.Min.Add(r.Max).Div(2) }
+	for _, u := range use {
+		f := in.Observations[u.i].Frame
 		rgb, err := f.RGB(buf)
 		if err != nil {
-			return nil, fmt.Errorf("%w: frame %d: %v", ErrAnalysis, i, err)
+			return nil, fmt.Errorf("%w: frame %d: %v", ErrAnalysis, u.i, err)
 		}
 		buf = rgb
+		box, registered := u.box, false
+		if havePatch && f.Width == refFrame.Width && f.Height == refFrame.Height {
+			if shift, ok := patch.register(rgb, f.Width, f.Height, centre(u.box).Sub(centre(ref.box))); ok {
+				if b := ref.box.Add(shift); b.In(image.Rect(0, 0, f.Width, f.Height)) {
+					box, registered = b, true
+				}
+			}
+		}
 		focal := float64(f.Width) / 2 / math.Tan(hfov*math.Pi/360)
 		fs, ok := measureFrame(rgb, f.Width, f.Height, box, focal)
 		if !ok {
 			continue
 		}
-		fs.t = t
+		fs.t = u.t
 		m.frames = append(m.frames, fs)
+		if registered {
+			m.registered++
+		}
 	}
 	return m, nil
 }

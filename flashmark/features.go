@@ -8,22 +8,25 @@ import (
 
 // features are the measured quantities the score is made of.
 type features struct {
-	frames    int
-	lag       float64    // seconds, best over the whole search range
-	r         [3]float64 // per-channel correlation at lag
-	corr      float64    // mean of r
-	corrIn    float64    // best mean correlation with the lag inside the window
-	lagIn     float64    // its lag
-	gFace     float64    // face response relative to its ambient level
-	gFaceSE   float64
-	gBg       float64 // background response, same measure; NaN when not measurable
-	bgRatio   float64 // background response over the face's; NaN when not measurable
-	bgRatioSE float64
-	shading   float64 // non-planar spread of the cells' responses, relative to their mean
-	shadingZ  float64 // the same spread in units of its measurement noise
-	curv      float64 // middle column's response over the side columns', relative to the mean
-	curvSE    float64
-	clipped   float64 // mean fraction of the face's pixels at full scale
+	frames     int
+	lag        float64    // seconds, best over the whole search range
+	r          [3]float64 // per-channel correlation at lag
+	corr       float64    // mean of r
+	corrIn     float64    // best mean correlation with the lag inside the window
+	lagIn      float64    // its lag
+	gFace      float64    // face response relative to its ambient level
+	gFaceSE    float64
+	gBg        float64 // background response, same measure; NaN when not measurable
+	bgRatio    float64 // background response over the face's; NaN when not measurable
+	bgRatioSE  float64
+	shading    float64 // non-planar spread of the cells' responses, relative to their mean
+	shadingZ   float64 // the same spread in units of its measurement noise
+	curv       float64 // middle column's response over the side columns', relative to the mean
+	curvSE     float64
+	tmpl       float64 // multiple of faceTemplate in the cells' pattern, beyond a plane
+	tmplSE     float64
+	clipped    float64 // mean fraction of the face's pixels at full scale
+	registered float64 // fraction of the frames registered to the reference face
 }
 
 // measure runs the lag search and the region fits.
@@ -31,6 +34,9 @@ func (m *measurement) measure(win [2]time.Duration) features {
 	ft := features{frames: len(m.frames), gBg: math.NaN(), bgRatio: math.NaN()}
 	for i := range m.frames {
 		ft.clipped += m.frames[i].clipped / float64(len(m.frames))
+	}
+	if len(m.frames) > 0 {
+		ft.registered = float64(m.registered) / float64(len(m.frames))
 	}
 	lo, hi := win[0].Seconds(), win[1].Seconds()
 	m.w = nil
@@ -186,6 +192,7 @@ func (m *measurement) measureRest(ft features, res lagResult) features {
 	ft.bgRatio, ft.bgRatioSE, ft.gBg = backgroundRatio(bandG, bandSE, bandGeo, topG, topSE)
 	ft.shading, ft.shadingZ = shadingSpread(cellG, cellSE)
 	ft.curv, ft.curvSE = curvature(cellG, cellSE)
+	ft.tmpl, ft.tmplSE = templateFit(cellG, cellSE)
 	return ft
 }
 
@@ -290,38 +297,17 @@ func refine(lags, corrs []float64, i int) float64 {
 // which the plane absorbs; a face's relief (nose, eye sockets, cheeks
 // turning away) does not fit a plane.
 func shadingSpread(gc, sec [numCells][3]float64) (rel, z float64) {
-	var g, se [numCells]float64
-	var mean [3]float64
-	for k := range gc {
-		for c := 0; c < 3; c++ {
-			mean[c] += gc[k][c] / numCells
-		}
-	}
-	for k := range gc {
-		var w, s float64
-		for c := 0; c < 3; c++ {
-			if !(math.Abs(mean[c]) > 0) {
-				continue
-			}
-			v := gc[k][c] / mean[c]
-			e := sec[k][c] / math.Abs(mean[c])
-			wc := 1 / (e*e + 1e-30)
-			w += wc
-			s += wc * v
-		}
-		if !(w > 0) {
-			return 0, 0
-		}
-		g[k], se[k] = s/w, math.Sqrt(1/w)
+	g, se, ok := combineCells(gc, sec)
+	if !ok {
+		return 0, 0
 	}
 	// Normal equations for the 3-parameter plane.
 	var ata [3][3]float64
 	var atb [3]float64
 	var gm float64
 	for k := 0; k < numCells; k++ {
-		u := (float64(k%gridCols)+0.5)/gridCols - 0.5
-		v := (float64(k/gridCols)+0.5)/gridRows - 0.5
-		x := [3]float64{1, u, v}
+		r := cellRegressors(k)
+		x := [3]float64{r[0], r[1], r[2]}
 		for i := 0; i < 3; i++ {
 			for j := 0; j < 3; j++ {
 				ata[i][j] += x[i] * x[j]
@@ -336,9 +322,8 @@ func shadingSpread(gc, sec [numCells][3]float64) (rel, z float64) {
 	}
 	var rss, noise float64
 	for k := 0; k < numCells; k++ {
-		u := (float64(k%gridCols)+0.5)/gridCols - 0.5
-		v := (float64(k/gridCols)+0.5)/gridRows - 0.5
-		r := g[k] - (p[0] + p[1]*u + p[2]*v)
+		x := cellRegressors(k)
+		r := g[k] - (p[0] + p[1]*x[1] + p[2]*x[2])
 		rss += r * r
 		noise += se[k] * se[k]
 	}
@@ -363,28 +348,9 @@ func shadingSpread(gc, sec [numCells][3]float64) (rel, z float64) {
 // cancels any left-right gradient (a tilted print). Channels are combined
 // per cell as in shadingSpread.
 func curvature(gc, sec [numCells][3]float64) (curv, se float64) {
-	var mean [3]float64
-	for k := range gc {
-		for c := 0; c < 3; c++ {
-			mean[c] += gc[k][c] / numCells
-		}
-	}
-	var g, e [numCells]float64
-	for k := range gc {
-		var w, s float64
-		for c := 0; c < 3; c++ {
-			if !(math.Abs(mean[c]) > 0) {
-				continue
-			}
-			ec := sec[k][c] / math.Abs(mean[c])
-			wc := 1 / (ec*ec + 1e-30)
-			w += wc
-			s += wc * gc[k][c] / mean[c]
-		}
-		if !(w > 0) {
-			return 0, math.Inf(1)
-		}
-		g[k], e[k] = s/w, math.Sqrt(1/w)
+	g, e, ok := combineCells(gc, sec)
+	if !ok {
+		return 0, math.Inf(1)
 	}
 	var w, s float64
 	for r := 0; r < gridRows; r++ {

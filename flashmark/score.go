@@ -109,15 +109,16 @@ func (c AnalysisConfig) withDefaults() (AnalysisConfig, error) {
 // Calibrated on simulator seed 7 (docs/liveness.md), never on the
 // evaluation seed.
 type checkParams struct {
-	corr, snr, falloff, shadingZ, irregular, curvature, passive [2]float64
+	corr, snr, falloff, shadingZ, template, irregular, curvature, passive [2]float64
 }
 
 func defaultChecks() checkParams {
 	return checkParams{
 		corr:      [2]float64{0.55, 0.8},
 		snr:       [2]float64{5, 10},
-		falloff:   [2]float64{0.25, 0.5},
+		falloff:   [2]float64{0.1, 0.3},
 		shadingZ:  [2]float64{1, 2},
+		template:  [2]float64{0.1, 0.4},
 		irregular: [2]float64{0.7, 1.1},
 		curvature: [2]float64{-0.3, -0.15},
 		passive:   [2]float64{0.1, 0.3},
@@ -141,22 +142,25 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		Lag:         time.Duration(ft.lag * float64(time.Second)),
 		Threshold:   cfg.Level.Threshold(),
 		Evidence: map[string]float64{
-			"frames":         float64(ft.frames),
-			"corr_r":         ft.r[0],
-			"corr_g":         ft.r[1],
-			"corr_b":         ft.r[2],
-			"corr_in_window": ft.corrIn,
-			"lag_in_window":  ft.lagIn * 1000,
-			"lag_ms":         ft.lag * 1000,
-			"response":       ft.gFace,
-			"response_snr":   ft.gFace / ft.gFaceSE,
-			"background":     ft.gBg,
-			"shading":        ft.shading,
-			"shading_z":      ft.shadingZ,
-			"curvature":      ft.curv,
-			"curvature_se":   ft.curvSE,
-			"passive":        passive,
-			"face_clipped":   ft.clipped,
+			"frames":           float64(ft.frames),
+			"corr_r":           ft.r[0],
+			"corr_g":           ft.r[1],
+			"corr_b":           ft.r[2],
+			"corr_in_window":   ft.corrIn,
+			"lag_in_window":    ft.lagIn * 1000,
+			"lag_ms":           ft.lag * 1000,
+			"response":         ft.gFace,
+			"response_snr":     ft.gFace / ft.gFaceSE,
+			"background":       ft.gBg,
+			"shading":          ft.shading,
+			"shading_z":        ft.shadingZ,
+			"curvature":        ft.curv,
+			"curvature_se":     ft.curvSE,
+			"passive":          passive,
+			"face_clipped":     ft.clipped,
+			"registered":       ft.registered,
+			"face_template":    ft.tmpl,
+			"face_template_se": ft.tmplSE,
 		},
 	}
 	falloff := math.NaN()
@@ -198,6 +202,10 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		// (d) the face's regions respond differently (relief), with
 		// structure above the noise...
 		{ReasonFlatShading, ramp(ft.shadingZ, p.shadingZ[0], p.shadingZ[1])},
+		// ... shaped like a face's: beyond a plane (a print's tilt or
+		// bend), the cells follow faceTemplate (brow and upper cheeks
+		// facing away from the screen below, nose and mouth facing it).
+		{ReasonFlatShading, ramp(ft.tmpl, p.template[0], p.template[1])},
 		// ... but as smoothly as a face's shading, not as a screen's
 		// glints and own light.
 		{ReasonIrregular, 1 - ramp(ft.shading, p.irregular[0], p.irregular[1])},

@@ -1,0 +1,138 @@
+package flashmark
+
+import "math"
+
+// faceTemplate is the typical pattern of a live face's response across
+// the 4x3 cells (row by row from the brow; each cell's G over the mean of
+// all cells, channels combined by precision): low on the brow and the
+// upper cheeks, which face up and away from a screen below the camera, and
+// high on the nose, the mouth and the chin, which face it. It is the median
+// over the bona fide attempts of simulator seed 7 (the calibration seed,
+// never the evaluation seed; docs/liveness.md), with the left and right
+// columns averaged (a face is symmetric and the screen is centred below
+// the camera). A print or a screen has the plane's gradient of its tilt
+// but not this relief. A device whose screen sits elsewhere relative to
+// the camera needs its own template.
+var faceTemplate = [numCells]float64{
+	0.817, 0.872, 0.817,
+	0.791, 0.963, 0.791,
+	0.990, 1.311, 0.990,
+	1.059, 1.480, 1.059,
+}
+
+// templateFit fits the cells' normalised responses with a plane (a tilted
+// or bent print's gradient, the screen's own angle) plus a multiple of
+// faceTemplate, weighted by the cells' precision, and returns that
+// multiple with its standard error (scaled up by the fit's reduced χ when
+// the residuals exceed the noise). About 1 on a face; about 0 on a flat
+// surface, whatever its tilt.
+func templateFit(gc, sec [numCells][3]float64) (coef, se float64) {
+	g, e, ok := combineCells(gc, sec)
+	if !ok {
+		return 0, math.Inf(1)
+	}
+	var a [4][4]float64
+	var b [4]float64
+	for k := 0; k < numCells; k++ {
+		w := 1 / (e[k]*e[k] + 1e-30)
+		x := cellRegressors(k)
+		for i := 0; i < 4; i++ {
+			for j := 0; j < 4; j++ {
+				a[i][j] += w * x[i] * x[j]
+			}
+			b[i] += w * x[i] * g[k]
+		}
+	}
+	inv, ok := invert4(a)
+	if !ok {
+		return 0, math.Inf(1)
+	}
+	var p [4]float64
+	for i := 0; i < 4; i++ {
+		for j := 0; j < 4; j++ {
+			p[i] += inv[i][j] * b[j]
+		}
+	}
+	var chi2 float64
+	for k := 0; k < numCells; k++ {
+		x := cellRegressors(k)
+		r := g[k] - (p[0]*x[0] + p[1]*x[1] + p[2]*x[2] + p[3]*x[3])
+		chi2 += r * r / (e[k]*e[k] + 1e-30)
+	}
+	chi2 /= numCells - 4
+	return p[3], math.Sqrt(inv[3][3] * math.Max(1, chi2))
+}
+
+// cellRegressors are cell k's plane terms (1, u, v: the cell centre in box
+// units, ±0.5 at the edges) and its template value.
+func cellRegressors(k int) [4]float64 {
+	u := (float64(k%gridCols)+0.5)/gridCols - 0.5
+	v := (float64(k/gridCols)+0.5)/gridRows - 0.5
+	return [4]float64{1, u, v, faceTemplate[k]}
+}
+
+// combineCells normalises every channel's cell responses by their mean
+// over the cells (which cancels the ambient light's colour) and combines
+// the channels per cell by precision.
+func combineCells(gc, sec [numCells][3]float64) (g, se [numCells]float64, ok bool) {
+	var mean [3]float64
+	for k := range gc {
+		for c := 0; c < 3; c++ {
+			mean[c] += gc[k][c] / numCells
+		}
+	}
+	for k := range gc {
+		var w, s float64
+		for c := 0; c < 3; c++ {
+			if !(math.Abs(mean[c]) > 0) {
+				continue
+			}
+			ec := sec[k][c] / math.Abs(mean[c])
+			wc := 1 / (ec*ec + 1e-30)
+			w += wc
+			s += wc * gc[k][c] / mean[c]
+		}
+		if !(w > 0) || math.IsNaN(s) {
+			return g, se, false
+		}
+		g[k], se[k] = s/w, math.Sqrt(1/w)
+	}
+	return g, se, true
+}
+
+// invert4 inverts a 4x4 matrix by Gauss-Jordan elimination with partial
+// pivoting.
+func invert4(a [4][4]float64) (inv [4][4]float64, ok bool) {
+	for i := range inv {
+		inv[i][i] = 1
+	}
+	for col := 0; col < 4; col++ {
+		piv := col
+		for r := col + 1; r < 4; r++ {
+			if math.Abs(a[r][col]) > math.Abs(a[piv][col]) {
+				piv = r
+			}
+		}
+		if !(math.Abs(a[piv][col]) > 1e-12) {
+			return inv, false
+		}
+		a[col], a[piv] = a[piv], a[col]
+		inv[col], inv[piv] = inv[piv], inv[col]
+		d := a[col][col]
+		for j := 0; j < 4; j++ {
+			a[col][j] /= d
+			inv[col][j] /= d
+		}
+		for r := 0; r < 4; r++ {
+			if r == col {
+				continue
+			}
+			f := a[r][col]
+			for j := 0; j < 4; j++ {
+				a[r][j] -= f * a[col][j]
+				inv[r][j] -= f * inv[col][j]
+			}
+		}
+	}
+	return inv, true
+}
