@@ -25,6 +25,7 @@ type features struct {
 	curvSE     float64
 	tmpl       float64 // multiple of faceTemplate in the cells' pattern, beyond a plane
 	tmplSE     float64
+	tmplMisfit float64 // RMS of what the plane and the template leave, relative to the mean
 	clipped    float64 // mean fraction of the face's pixels at full scale
 	registered float64 // fraction of the frames registered to the reference face
 }
@@ -192,7 +193,7 @@ func (m *measurement) measureRest(ft features, res lagResult) features {
 	ft.bgRatio, ft.bgRatioSE, ft.gBg = backgroundRatio(bandG, bandSE, bandGeo, topG, topSE)
 	ft.shading, ft.shadingZ = shadingSpread(cellG, cellSE)
 	ft.curv, ft.curvSE = curvature(cellG, cellSE)
-	ft.tmpl, ft.tmplSE = templateFit(cellG, cellSE)
+	ft.tmpl, ft.tmplSE, ft.tmplMisfit = templateFit(cellG, cellSE)
 	return ft
 }
 

@@ -109,7 +109,7 @@ func (c AnalysisConfig) withDefaults() (AnalysisConfig, error) {
 // Calibrated on simulator seed 7 (docs/liveness.md), never on the
 // evaluation seed.
 type checkParams struct {
-	corr, snr, falloff, shadingZ, template, irregular, curvature, passive [2]float64
+	corr, snr, falloff, shadingZ, template, irregular, misfit, curvature, passive [2]float64
 }
 
 func defaultChecks() checkParams {
@@ -120,6 +120,7 @@ func defaultChecks() checkParams {
 		shadingZ:  [2]float64{1, 2},
 		template:  [2]float64{0.1, 0.4},
 		irregular: [2]float64{0.7, 1.1},
+		misfit:    [2]float64{0.25, 0.45},
 		curvature: [2]float64{-0.3, -0.15},
 		passive:   [2]float64{0.1, 0.3},
 	}
@@ -142,25 +143,26 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		Lag:         time.Duration(ft.lag * float64(time.Second)),
 		Threshold:   cfg.Level.Threshold(),
 		Evidence: map[string]float64{
-			"frames":           float64(ft.frames),
-			"corr_r":           ft.r[0],
-			"corr_g":           ft.r[1],
-			"corr_b":           ft.r[2],
-			"corr_in_window":   ft.corrIn,
-			"lag_in_window":    ft.lagIn * 1000,
-			"lag_ms":           ft.lag * 1000,
-			"response":         ft.gFace,
-			"response_snr":     ft.gFace / ft.gFaceSE,
-			"background":       ft.gBg,
-			"shading":          ft.shading,
-			"shading_z":        ft.shadingZ,
-			"curvature":        ft.curv,
-			"curvature_se":     ft.curvSE,
-			"passive":          passive,
-			"face_clipped":     ft.clipped,
-			"registered":       ft.registered,
-			"face_template":    ft.tmpl,
-			"face_template_se": ft.tmplSE,
+			"frames":               float64(ft.frames),
+			"corr_r":               ft.r[0],
+			"corr_g":               ft.r[1],
+			"corr_b":               ft.r[2],
+			"corr_in_window":       ft.corrIn,
+			"lag_in_window":        ft.lagIn * 1000,
+			"lag_ms":               ft.lag * 1000,
+			"response":             ft.gFace,
+			"response_snr":         ft.gFace / ft.gFaceSE,
+			"background":           ft.gBg,
+			"shading":              ft.shading,
+			"shading_z":            ft.shadingZ,
+			"curvature":            ft.curv,
+			"curvature_se":         ft.curvSE,
+			"passive":              passive,
+			"face_clipped":         ft.clipped,
+			"registered":           ft.registered,
+			"face_template":        ft.tmpl,
+			"face_template_se":     ft.tmplSE,
+			"face_template_misfit": ft.tmplMisfit,
 		},
 	}
 	falloff := math.NaN()
@@ -209,6 +211,10 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		// ... but as smoothly as a face's shading, not as a screen's
 		// glints and own light.
 		{ReasonIrregular, 1 - ramp(ft.shading, p.irregular[0], p.irregular[1])},
+		// ... and what the plane and the face template leave is as small
+		// as a face's own variation: a screen's glint or its own light in
+		// some cells is not.
+		{ReasonIrregular, 1 - ramp(ft.tmplMisfit, p.misfit[0], p.misfit[1])},
 		// ... and with the middle column of cells (forehead, nose,
 		// mouth, facing the screen) not clearly darker than the cheeks
 		// (turning away from it): a screen's glass reflects the flash

@@ -24,12 +24,15 @@ var faceTemplate = [numCells]float64{
 // or bent print's gradient, the screen's own angle) plus a multiple of
 // faceTemplate, weighted by the cells' precision, and returns that
 // multiple with its standard error (scaled up by the fit's reduced χ when
-// the residuals exceed the noise). About 1 on a face; about 0 on a flat
-// surface, whatever its tilt.
-func templateFit(gc, sec [numCells][3]float64) (coef, se float64) {
+// the residuals exceed the noise), and the misfit: the residuals' RMS
+// relative to the cells' mean. The multiple is about 1 on a face and about
+// 0 on a flat surface, whatever its tilt; the misfit is small on a face
+// (what the template and the plane leave is the face's own variation) and
+// large where a glint or a display's own light lands in some cells.
+func templateFit(gc, sec [numCells][3]float64) (coef, se, misfit float64) {
 	g, e, ok := combineCells(gc, sec)
 	if !ok {
-		return 0, math.Inf(1)
+		return 0, math.Inf(1), math.Inf(1)
 	}
 	var a [4][4]float64
 	var b [4]float64
@@ -45,7 +48,7 @@ func templateFit(gc, sec [numCells][3]float64) (coef, se float64) {
 	}
 	inv, ok := invert4(a)
 	if !ok {
-		return 0, math.Inf(1)
+		return 0, math.Inf(1), math.Inf(1)
 	}
 	var p [4]float64
 	for i := 0; i < 4; i++ {
@@ -53,14 +56,20 @@ func templateFit(gc, sec [numCells][3]float64) (coef, se float64) {
 			p[i] += inv[i][j] * b[j]
 		}
 	}
-	var chi2 float64
+	var chi2, rss, mean float64
 	for k := 0; k < numCells; k++ {
 		x := cellRegressors(k)
 		r := g[k] - (p[0]*x[0] + p[1]*x[1] + p[2]*x[2] + p[3]*x[3])
 		chi2 += r * r / (e[k]*e[k] + 1e-30)
+		rss += r * r
+		mean += g[k] / numCells
 	}
 	chi2 /= numCells - 4
-	return p[3], math.Sqrt(inv[3][3] * math.Max(1, chi2))
+	misfit = math.Sqrt(rss/numCells) / math.Abs(mean)
+	if math.IsNaN(misfit) {
+		misfit = math.Inf(1)
+	}
+	return p[3], math.Sqrt(inv[3][3] * math.Max(1, chi2)), misfit
 }
 
 // cellRegressors are cell k's plane terms (1, u, v: the cell centre in box

@@ -35,9 +35,9 @@ func TestTemplateFit(t *testing.T) {
 		{"flat", func(int) float64 { return 1 }, 0},
 	} {
 		gc, sec := cellsOf(c.pattern, 0.01)
-		coef, se := templateFit(gc, sec)
-		if math.Abs(coef-c.want) > 0.02 || !(se > 0 && se < 0.2) {
-			t.Errorf("%s: coefficient %.3f ± %.3f, want %.2f", c.name, coef, se, c.want)
+		coef, se, misfit := templateFit(gc, sec)
+		if math.Abs(coef-c.want) > 0.02 || !(se > 0 && se < 0.2) || misfit > 0.01 {
+			t.Errorf("%s: coefficient %.3f ± %.3f (misfit %.3f), want %.2f and no misfit", c.name, coef, se, misfit, c.want)
 		}
 	}
 	// A pattern the plane and the template cannot explain (a glint in
@@ -49,13 +49,13 @@ func TestTemplateFit(t *testing.T) {
 		return faceTemplate[k]
 	}
 	gc, sec := cellsOf(glint, 0.01)
-	if _, se := templateFit(gc, sec); se < 0.1 {
-		t.Errorf("glint: standard error %.3f, want it widened by the misfit", se)
+	if _, se, misfit := templateFit(gc, sec); se < 0.1 || misfit < 0.3 {
+		t.Errorf("glint: standard error %.3f, misfit %.3f; want both widened", se, misfit)
 	}
 	// Unusable cells: no estimate.
 	var zero [numCells][3]float64
-	if _, se := templateFit(zero, zero); !math.IsInf(se, 1) {
-		t.Errorf("no response: standard error %v, want +Inf", se)
+	if _, se, misfit := templateFit(zero, zero); !math.IsInf(se, 1) || !math.IsInf(misfit, 1) {
+		t.Errorf("no response: standard error %v, misfit %v; want +Inf", se, misfit)
 	}
 }
 
