@@ -140,6 +140,23 @@ func TestAnalyzeSpecies(t *testing.T) {
 	}
 }
 
+// TestAnalyzeFollowsSway: a head swaying by 3 px is registered frame by
+// frame (the cells follow its texture, not the tracker's still box), and
+// the face stays live.
+func TestAnalyzeFollowsSway(t *testing.T) {
+	in := record(t, sim.BonaFide, func(p *sim.Params) { p.MotionPx = 3; p.MotionPhase = 0.1 }, 11)
+	res, err := flashmark.Analyze(*in, flashmark.AnalysisConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Evidence["registered"]; got < 0.9 {
+		t.Errorf("registered %.2f of the frames, want ≥ 0.9", got)
+	}
+	if !res.Live {
+		t.Errorf("swaying face declined: score %.1f, reasons %v", res.Score, res.Reasons)
+	}
+}
+
 // TestAnalyzeLag: the measured loop latency is the face's (a few ms of
 // scan-out) for bona fide, and the deepfake's own latency plus that for a
 // relighting attack, so one frame late is told apart.

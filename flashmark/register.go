@@ -33,16 +33,16 @@ const registerMinNCC = 0.6
 type facePatch struct {
 	box    image.Rectangle // the reference frame's face box
 	inner  image.Rectangle // the sampled region, frame pixels
-	luma   []float32       // samples, row-major over inner by registerStep
+	luma   []int32         // samples, row-major over inner by registerStep
 	mean   float64
 	stddev float64
 }
 
-// luma8 is a cheap luma of an sRGB pixel; the registration's correlation
-// is normalised, so neither the flash's gain nor the transfer curve
-// matters.
-func luma8(rgb []byte, o int) float32 {
-	return float32(rgb[o]) + 2*float32(rgb[o+1]) + float32(rgb[o+2])
+// luma8 is a cheap luma of an sRGB pixel (0..1020, integer so that the
+// correlation's sums are exact and fast); the correlation is normalised,
+// so neither the flash's gain nor the transfer curve matters.
+func luma8(rgb []byte, o int) int32 {
+	return int32(rgb[o]) + 2*int32(rgb[o+1]) + int32(rgb[o+2])
 }
 
 // newFacePatch samples the central part of box (the middle 70% of its
@@ -87,26 +87,25 @@ func (p *facePatch) register(rgb []byte, w, h int, prior image.Point) (shift ima
 			if r.Min.X < 0 || r.Min.Y < 0 || r.Max.X > w || r.Max.Y > h {
 				continue
 			}
-			var sf, sff, spf float64
+			// Integer sums: exact, and at most 1020² per sample.
+			var sf, sff, spf int64
 			i := 0
 			for y := r.Min.Y; y < r.Max.Y; y += registerStep {
-				o := (y*w + r.Min.X) * 3
-				for x := r.Min.X; x < r.Max.X; x += registerStep {
-					f := luma8(rgb, o)
-					pv := p.luma[i]
-					sf += float64(f)
-					sff += float64(f) * float64(f)
-					spf += float64(pv) * float64(f)
+				row := rgb[(y*w+r.Min.X)*3 : (y*w+r.Max.X)*3]
+				for o := 0; o+2 < len(row); o += 3 * registerStep {
+					f := int64(row[o]) + 2*int64(row[o+1]) + int64(row[o+2])
+					sf += f
+					sff += f * f
+					spf += int64(p.luma[i]) * f
 					i++
-					o += 3 * registerStep
 				}
 			}
-			mf := sf / n
-			vf := sff/n - mf*mf
+			mf := float64(sf) / n
+			vf := float64(sff)/n - mf*mf
 			if !(vf > 0) {
 				continue
 			}
-			ncc := (spf/n - p.mean*mf) / (p.stddev * math.Sqrt(vf))
+			ncc := (float64(spf)/n - p.mean*mf) / (p.stddev * math.Sqrt(vf))
 			if ncc > best {
 				best, shift = ncc, image.Pt(dx, dy)
 			}
