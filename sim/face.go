@@ -65,6 +65,16 @@ var registryFaces = map[string][]Box{
 	"88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5": pixelBoxes(512, 512, [4]float64{179, 63, 92, 113}),
 }
 
+// registryUnused are faces of the registry photos that are not listed in
+// registryFaces (turned too far, or blurred), keyed the same way: they are
+// only blanked in the crops of the listed faces (BlazeFace boxes, pixels).
+var registryUnused = map[string][]Box{
+	// face-api sample2.jpg: a face turned 54° and a blurred one.
+	"7d2b60ae6f13bf30f422e04df87451081a02c83de469056f25afb44b7000c691": {{356, 186, 207, 207}, {871, 254, 202, 203}},
+	// face-api sample5.jpg: a face turned 31°.
+	"6d45095ebb182d8f975c0790e0e4eefd86fbb40609cf4b271776d92e12662938": {{570, 455, 197, 197}},
+}
+
 // pixelBoxes converts boxes in pixels of a w x h image to fractions.
 func pixelBoxes(w, h float64, boxes ...[4]float64) []Box {
 	out := make([]Box, len(boxes))
@@ -140,10 +150,12 @@ func LoadFace(path string) ([]*Face, error) {
 	bw, bh := float64(img.Bounds().Dx()), float64(img.Bounds().Dy())
 	var boxes []Box
 	sum := sha256.Sum256(b)
+	var unused []Box
 	if rel, ok := registryFaces[hex.EncodeToString(sum[:])]; ok {
 		for _, r := range rel {
 			boxes = append(boxes, Box{r.X * bw, r.Y * bh, r.W * bw, r.H * bh})
 		}
+		unused = registryUnused[hex.EncodeToString(sum[:])]
 	} else if sb, err := os.ReadFile(path + ".face.json"); err == nil {
 		var sc sidecar
 		dec := json.NewDecoder(bytes.NewReader(sb))
@@ -170,14 +182,67 @@ func LoadFace(path string) ([]*Face, error) {
 		if len(boxes) > 1 {
 			name = fmt.Sprintf("%s#%d", path, i)
 		}
-		out = append(out, cropFace(name, img, box))
+		others := append([]Box(nil), unused...)
+		for j, o := range boxes {
+			if j != i {
+				others = append(others, o)
+			}
+		}
+		out = append(out, cropFace(name, img, box, others))
 	}
 	return out, nil
 }
 
+// blankMargin is how far beyond a face box (fraction of its size, each
+// side) the other faces of a group photo are blanked: forehead, hair and
+// chin, so that no detector finds a face there.
+const blankMargin = 0.2
+
+// blank is a region of the photo painted over with one colour.
+type blank struct {
+	x0, y0, x1, y1 float64
+	lin            [3]float32
+}
+
+// blanks paints over the other faces of a group photo with the mean colour
+// around each. Pasted on the simulated background wall at the user's size
+// they would be faces a real kiosk never sees beside the user, and the
+// locator would sometimes follow one of them.
+func blanks(rgba *image.RGBA, others []Box) []blank {
+	var out []blank
+	b := rgba.Bounds()
+	for _, o := range others {
+		bl := blank{x0: o.X - blankMargin*o.W, y0: o.Y - blankMargin*o.H, x1: o.X + (1+blankMargin)*o.W, y1: o.Y + (1+blankMargin)*o.H}
+		// The mean of the rectangle's outline, in linear light.
+		var sum [3]float32
+		var n float32
+		add := func(x, y float64) {
+			px := min(max(int(x), b.Min.X), b.Max.X-1)
+			py := min(max(int(y), b.Min.Y), b.Max.Y-1)
+			off := rgba.PixOffset(px, py)
+			for c := 0; c < 3; c++ {
+				sum[c] += srgbToLinear[rgba.Pix[off+c]]
+			}
+			n++
+		}
+		for t := 0.0; t <= 1; t += 1.0 / 64 {
+			add(bl.x0+t*(bl.x1-bl.x0), bl.y0)
+			add(bl.x0+t*(bl.x1-bl.x0), bl.y1)
+			add(bl.x0, bl.y0+t*(bl.y1-bl.y0))
+			add(bl.x1, bl.y0+t*(bl.y1-bl.y0))
+		}
+		for c := range bl.lin {
+			bl.lin[c] = sum[c] / n
+		}
+		out = append(out, bl)
+	}
+	return out
+}
+
 // cropFace resamples a region of 4 face widths by 4 face heights around the
-// box to faceCropWidth per face width, in linear light.
-func cropFace(name string, img image.Image, box Box) *Face {
+// box to faceCropWidth per face width, in linear light, with the other
+// faces of the photo blanked (outside the box itself).
+func cropFace(name string, img image.Image, box Box, others []Box) *Face {
 	s := faceCropWidth / box.W
 	cw, ch := int(4*box.W*s), int(4*box.H*s)
 	x0, y0 := box.X+box.W/2-2*box.W, box.Y+box.H/2-2*box.H
@@ -187,10 +252,23 @@ func cropFace(name string, img image.Image, box Box) *Face {
 	}
 	rgba := toRGBA(img)
 	b := rgba.Bounds()
+	bls := blanks(rgba, others)
+	inBox := func(x, y float64) bool { return x >= box.X && x < box.X+box.W && y >= box.Y && y < box.Y+box.H }
 	for y := 0; y < ch; y++ {
 		sy := y0 + (float64(y)+0.5)/s - 0.5
+	pixels:
 		for x := 0; x < cw; x++ {
 			sx := x0 + (float64(x)+0.5)/s - 0.5
+			if !inBox(sx, sy) {
+				for _, bl := range bls {
+					if sx >= bl.x0 && sx < bl.x1 && sy >= bl.y0 && sy < bl.y1 {
+						for c := 0; c < 3; c++ {
+							f.Lin[c][y*cw+x] = bl.lin[c]
+						}
+						continue pixels
+					}
+				}
+			}
 			// Bilinear on a clamped grid; box filtering when shrinking is
 			// unnecessary at these scales for a simulation.
 			ix, iy := math.Floor(sx), math.Floor(sy)

@@ -31,7 +31,8 @@ func requireDep(t *testing.T, path string) string {
 // registry photos sit where the relief expects the face (cheek to cheek,
 // chin at the bottom, eyes 0.36 of the height below the top), as facemesh
 // finds it on the simulator's own face crops. A box on the hair puts the
-// relief's nose on the forehead.
+// relief's nose on the forehead. Each crop holds that face only: a group
+// photo's other faces are blanked.
 func TestRegistryBoxesFollowFacemesh(t *testing.T) {
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -60,6 +61,9 @@ func TestRegistryBoxesFollowFacemesh(t *testing.T) {
 		found, err := eng.Analyze(inference.FromImage(cropImage(f)))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if len(found) != 1 {
+			t.Errorf("%s: %d faces in the crop, want 1", f.Name, len(found))
 		}
 		want := image.Rect(int(f.Box.X), int(f.Box.Y), int(f.Box.X+f.Box.W), int(f.Box.Y+f.Box.H))
 		best := 0.0
