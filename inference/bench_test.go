@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/glintdev/glint/inference"
-	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
 	"github.com/glintdev/glint/inference/quantize"
 )

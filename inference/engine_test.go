@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
 )
 

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
 )
 

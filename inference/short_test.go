@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // The short-range ("front", 128x128) detector against the full-range one

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/glintdev/glint/inference"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // The session package's tests share one ONNX Runtime environment (a process
@@ -42,13 +43,7 @@ func repoRoot(t testing.TB) string {
 // missing.
 func requireFile(t testing.TB, path, what string) string {
 	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing at %s (make deps should have made it): %v", what, path, err)
-		}
-		t.Skipf("SKIP: %s missing at %s (run make deps): %v", what, path, err)
-	}
-	return path
+	return testenv.Require(t, path, what)
 }
 
 // testModels returns the shared engine (FP32, full-range detector).

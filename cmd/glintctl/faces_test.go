@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/glintdev/glint/inference"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // repoRoot is two levels up from this package.
@@ -34,12 +35,7 @@ func requireDeps(t *testing.T) string {
 		filepath.Join(root, ".cache", "faces", "skimage", "astronaut.png"),
 		filepath.Join(root, ".cache", "faces", "opencv", "messi5.jpg"),
 	} {
-		if _, err := os.Stat(p); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s missing (make deps should have made it)", p)
-			}
-			t.Skipf("SKIP: %s missing (run make deps)", p)
-		}
+		testenv.Require(t, p, "make deps artefact")
 	}
 	return filepath.Join(root, "models")
 }

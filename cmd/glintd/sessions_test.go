@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/glintdev/glint/inference"
+	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/session"
 )
 
@@ -27,13 +28,7 @@ import (
 // when make deps has not produced path.
 func requireArtefact(t testing.TB, path, what string) string {
 	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing at %s (make deps makes it): %v", what, path, err)
-		}
-		t.Skipf("SKIP: %s missing at %s (run make deps): %v", what, path, err)
-	}
-	return path
+	return testenv.Require(t, path, what)
 }
 
 // portraitCrop cuts the square (x, y, side) out of a photo and scales it to

@@ -15,7 +15,7 @@ import (
 
 	"github.com/glintdev/glint/inference"
 	"github.com/glintdev/glint/inference/convert"
-	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // parityModels are the TFJS models glint converts, with the input value

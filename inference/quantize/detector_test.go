@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/glintdev/glint/inference"
-	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/glintdev/glint/inference"
 	"github.com/glintdev/glint/inference/internal/onnxpb"
-	"github.com/glintdev/glint/inference/internal/testenv"
+	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
 )
 

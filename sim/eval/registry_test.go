@@ -4,28 +4,14 @@ import (
 	"image"
 	"image/color"
 	"math"
-	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/glintdev/glint/inference"
 	"github.com/glintdev/glint/internal/geom"
+	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/sim"
 )
-
-// requireDep fails when CI=true (make deps should have made path) and skips
-// otherwise.
-func requireDep(t *testing.T, path string) string {
-	t.Helper()
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s missing (make deps should have made it)", path)
-		}
-		t.Skipf("SKIP: %s missing (run make deps)", path)
-	}
-	return path
-}
 
 // TestRegistryBoxesFollowFacemesh: the simulator's face boxes for the
 // registry photos sit where the relief expects the face (cheek to cheek,
@@ -34,13 +20,9 @@ func requireDep(t *testing.T, path string) string {
 // relief's nose on the forehead. Each crop holds that face only: a group
 // photo's other faces are blanked.
 func TestRegistryBoxesFollowFacemesh(t *testing.T) {
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := requireDep(t, filepath.Join(root, ".cache", "faces"))
-	lib := requireDep(t, filepath.Join(root, "models", "lib", runtime.GOARCH, inference.LibraryName))
-	rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: lib})
+	root := testenv.Root(t)
+	dir := testenv.Require(t, filepath.Join(root, ".cache", "faces"), "registry photos")
+	rt, err := inference.NewRuntime(inference.RuntimeConfig{LibraryPath: testenv.ORTLibrary(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

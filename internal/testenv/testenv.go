@@ -1,6 +1,6 @@
 // Package testenv finds the artefacts make deps prepares (ONNX Runtime
-// library, TFJS source models, the Node TFJS reference) for the inference
-// tests, and fails or skips loudly when they are missing: under CI=true a
+// library, TFJS source models, the Node TFJS reference, the registry
+// photos) for the tests, and fails or skips loudly when they are missing: under CI=true a
 // missing artefact is a test failure, never a silent skip.
 package testenv
 
