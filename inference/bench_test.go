@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/glintdev/glint/inference"
-	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
 	"github.com/glintdev/glint/inference/quantize"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // fixed turns manifest tensors into session specs with batch 1.

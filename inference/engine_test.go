@@ -12,8 +12,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // One ONNX Runtime environment per test process, shared by the tests.

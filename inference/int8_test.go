@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // int8CheckPhotos are registry photos kept apart from the INT8 calibration

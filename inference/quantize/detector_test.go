@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/glintdev/glint/inference"
-	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // The INT8 detectors against FP32. glint ships both detectors in FP32

@@ -17,8 +17,8 @@ import (
 
 	"github.com/glintdev/glint/inference"
 	"github.com/glintdev/glint/inference/internal/onnxpb"
-	"github.com/glintdev/glint/internal/testenv"
 	"github.com/glintdev/glint/inference/manifest"
+	"github.com/glintdev/glint/internal/testenv"
 )
 
 // TestDetectorSweep measures the INT8 variants of both detectors that
