@@ -209,20 +209,22 @@ func prepare(in Input, hfov float64) (*measurement, error) {
 	// The middle frame's face is the registration reference.
 	ref := use[len(use)/2]
 	refFrame := in.Observations[ref.i].Frame
-	rgb, err := refFrame.RGB(nil)
+	refRGB, err := refFrame.RGB(nil)
 	if err != nil {
 		return nil, fmt.Errorf("%w: frame %d: %v", ErrAnalysis, ref.i, err)
 	}
-	patch, havePatch := newFacePatch(rgb, refFrame.Width, refFrame.Height, ref.box)
-	buf := rgb
+	patch, havePatch := newFacePatch(refRGB, refFrame.Width, refFrame.Height, ref.box)
+	var buf []byte
 	centre := func(r image.Rectangle) image.Point { return r.Min.Add(r.Max).Div(2) }
 	for _, u := range use {
 		f := in.Observations[u.i].Frame
-		rgb, err := f.RGB(buf)
-		if err != nil {
-			return nil, fmt.Errorf("%w: frame %d: %v", ErrAnalysis, u.i, err)
+		rgb := refRGB // decoded once, for the patch
+		if u.i != ref.i {
+			if rgb, err = f.RGB(buf); err != nil {
+				return nil, fmt.Errorf("%w: frame %d: %v", ErrAnalysis, u.i, err)
+			}
+			buf = rgb
 		}
-		buf = rgb
 		box, registered := u.box, false
 		if havePatch && f.Width == refFrame.Width && f.Height == refFrame.Height {
 			if shift, ok := patch.register(rgb, f.Width, f.Height, centre(u.box).Sub(centre(ref.box))); ok {

@@ -93,7 +93,7 @@ func (p *facePatch) register(rgb []byte, w, h int, prior image.Point) (shift ima
 			for y := r.Min.Y; y < r.Max.Y; y += registerStep {
 				row := rgb[(y*w+r.Min.X)*3 : (y*w+r.Max.X)*3]
 				for o := 0; o+2 < len(row); o += 3 * registerStep {
-					f := int64(row[o]) + 2*int64(row[o+1]) + int64(row[o+2])
+					f := int64(luma8(row, o))
 					sf += f
 					sff += f * f
 					spf += int64(p.luma[i]) * f

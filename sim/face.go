@@ -173,6 +173,8 @@ func LoadFace(path string) ([]*Face, error) {
 		}
 		boxes = []Box{box}
 	}
+	// Converted once: a group photo's faces share it.
+	rgba := toRGBA(img)
 	var out []*Face
 	for i, box := range boxes {
 		if box.W < 12 || box.H < 12 {
@@ -188,7 +190,7 @@ func LoadFace(path string) ([]*Face, error) {
 				others = append(others, o)
 			}
 		}
-		out = append(out, cropFace(name, img, box, others))
+		out = append(out, cropFace(name, rgba, box, others))
 	}
 	return out, nil
 }
@@ -242,7 +244,7 @@ func blanks(rgba *image.RGBA, others []Box) []blank {
 // cropFace resamples a region of 4 face widths by 4 face heights around the
 // box to faceCropWidth per face width, in linear light, with the other
 // faces of the photo blanked (outside the box itself).
-func cropFace(name string, img image.Image, box Box, others []Box) *Face {
+func cropFace(name string, rgba *image.RGBA, box Box, others []Box) *Face {
 	s := faceCropWidth / box.W
 	cw, ch := int(4*box.W*s), int(4*box.H*s)
 	x0, y0 := box.X+box.W/2-2*box.W, box.Y+box.H/2-2*box.H
@@ -250,7 +252,6 @@ func cropFace(name string, img image.Image, box Box, others []Box) *Face {
 	for c := range f.Lin {
 		f.Lin[c] = make([]float32, cw*ch)
 	}
-	rgba := toRGBA(img)
 	b := rgba.Bounds()
 	bls := blanks(rgba, others)
 	inBox := func(x, y float64) bool { return x >= box.X && x < box.X+box.W && y >= box.Y && y < box.Y+box.H }

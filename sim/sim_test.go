@@ -56,7 +56,7 @@ func drawnFace() *Face {
 			img.Set(x, y, c)
 		}
 	}
-	return cropFace("drawn", img, Box{X: 125, Y: 120, W: 150, H: 190}, nil)
+	return cropFace("drawn", toRGBA(img), Box{X: 125, Y: 120, W: 150, H: 190}, nil)
 }
 
 func newTestAttempt(t testing.TB, face *Face, p Params, seed uint64) *Attempt {
