@@ -34,42 +34,31 @@ func templateFit(gc, sec [numCells][3]float64) (coef, se, misfit float64) {
 	if !ok {
 		return 0, math.Inf(1), math.Inf(1)
 	}
-	var a [4][4]float64
-	var b [4]float64
-	for k := 0; k < numCells; k++ {
-		w := 1 / (e[k]*e[k] + 1e-30)
-		x := cellRegressors(k)
-		for i := 0; i < 4; i++ {
-			for j := 0; j < 4; j++ {
-				a[i][j] += w * x[i] * x[j]
-			}
-			b[i] += w * x[i] * g[k]
-		}
+	x := make([][]float64, numCells)
+	w := make([]float64, numCells)
+	for k := range x {
+		r := cellRegressors(k)
+		x[k] = r[:]
+		w[k] = 1 / (e[k]*e[k] + 1e-30)
 	}
-	inv, ok := invert4(a)
+	f, ok := fitLinear(x, g[:], w)
 	if !ok {
 		return 0, math.Inf(1), math.Inf(1)
 	}
-	var p [4]float64
-	for i := 0; i < 4; i++ {
-		for j := 0; j < 4; j++ {
-			p[i] += inv[i][j] * b[j]
-		}
-	}
-	var chi2, rss, mean float64
+	var rss, mean float64
 	for k := 0; k < numCells; k++ {
-		x := cellRegressors(k)
-		r := g[k] - (p[0]*x[0] + p[1]*x[1] + p[2]*x[2] + p[3]*x[3])
-		chi2 += r * r / (e[k]*e[k] + 1e-30)
+		r := g[k]
+		for i, v := range x[k] {
+			r -= f.p[i] * v
+		}
 		rss += r * r
 		mean += g[k] / numCells
 	}
-	chi2 /= numCells - 4
 	misfit = math.Sqrt(rss/numCells) / math.Abs(mean)
 	if math.IsNaN(misfit) {
 		misfit = math.Inf(1)
 	}
-	return p[3], math.Sqrt(inv[3][3] * math.Max(1, chi2)), misfit
+	return f.p[3], math.Sqrt(f.cov[3][3] * math.Max(1, f.chi2)), misfit
 }
 
 // cellRegressors are cell k's plane terms (1, u, v: the cell centre in box
@@ -107,41 +96,4 @@ func combineCells(gc, sec [numCells][3]float64) (g, se [numCells]float64, ok boo
 		g[k], se[k] = s/w, math.Sqrt(1/w)
 	}
 	return g, se, true
-}
-
-// invert4 inverts a 4x4 matrix by Gauss-Jordan elimination with partial
-// pivoting.
-func invert4(a [4][4]float64) (inv [4][4]float64, ok bool) {
-	for i := range inv {
-		inv[i][i] = 1
-	}
-	for col := 0; col < 4; col++ {
-		piv := col
-		for r := col + 1; r < 4; r++ {
-			if math.Abs(a[r][col]) > math.Abs(a[piv][col]) {
-				piv = r
-			}
-		}
-		if !(math.Abs(a[piv][col]) > 1e-12) {
-			return inv, false
-		}
-		a[col], a[piv] = a[piv], a[col]
-		inv[col], inv[piv] = inv[piv], inv[col]
-		d := a[col][col]
-		for j := 0; j < 4; j++ {
-			a[col][j] /= d
-			inv[col][j] /= d
-		}
-		for r := 0; r < 4; r++ {
-			if r == col {
-				continue
-			}
-			f := a[r][col]
-			for j := 0; j < 4; j++ {
-				a[r][j] -= f * a[col][j]
-				inv[r][j] -= f * inv[col][j]
-			}
-		}
-	}
-	return inv, true
 }
