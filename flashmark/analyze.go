@@ -41,6 +41,15 @@ const (
 	lagSearchStep = 2 * time.Millisecond
 )
 
+// The fine grid: every cell split into fineSplit×fineSplit blocks, small
+// enough to resolve brows, eyes and lips.
+const (
+	fineSplit = 2
+	fineRows  = gridRows * fineSplit
+	fineCols  = gridCols * fineSplit
+	numFine   = fineRows * fineCols
+)
+
 // minCellPixels is the smallest face cell (pixels) worth measuring.
 const minCellPixels = 4
 
@@ -61,6 +70,14 @@ type frameSignal struct {
 	// clipped is the fraction of the face ellipse's pixels with a channel
 	// at full scale: they cannot respond to the flash.
 	clipped float64
+	// fine holds the mean linear RGB of the blocks the cells are made of
+	// (fineW: pixel counts, 0 where a block lies outside the face
+	// ellipse); textureFit compares their responses with their colours.
+	fine   [numFine][3]float64
+	fineW  [numFine]float64
+	fineRo [fineRows]float64
+	// fineArea is a whole block's pixel count.
+	fineArea float64
 }
 
 // srgbLinear maps an 8-bit sRGB value to linear light (WCAG's curve).
@@ -306,22 +323,42 @@ func measureFrame(rgb []byte, w, h int, box image.Rectangle, focal float64) (fra
 		return c2 * c2
 	}
 	bw, bh := box.Dx(), box.Dy()
+	fs.fineArea = float64(bw*bh) / numFine
 	var clipped, total float64
 	for r := 0; r < gridRows; r++ {
 		y0 := box.Min.Y + bh*r/gridRows
 		y1 := box.Min.Y + bh*(r+1)/gridRows
+		// Each cell is fineSplit×fineSplit blocks: the blocks' bounds
+		// include the cells' (bh·2r/8 = bh·r/4 in integers).
+		for fr := fineSplit * r; fr < fineSplit*(r+1); fr++ {
+			by0 := box.Min.Y + bh*fr/fineRows
+			by1 := box.Min.Y + bh*(fr+1)/fineRows
+			fs.fineRo[fr] = float64(by0+by1) / 2 / float64(h)
+			for fc := 0; fc < fineCols; fc++ {
+				bx0 := box.Min.X + bw*fc/fineCols
+				bx1 := box.Min.X + bw*(fc+1)/fineCols
+				j := fr*fineCols + fc
+				s, n, nc := sumEllipse(rgb, w, image.Rect(bx0, by0, bx1, by1), box)
+				k := r*gridCols + fc/fineSplit
+				for c := 0; c < 3; c++ {
+					fs.cell[k][c] += s[c]
+				}
+				fs.cellW[k] += n
+				clipped += nc
+				if n > 0 {
+					fs.fine[j] = [3]float64{s[0] / n, s[1] / n, s[2] / n}
+					fs.fineW[j] = n
+				}
+			}
+		}
 		for c := 0; c < gridCols; c++ {
-			x0 := box.Min.X + bw*c/gridCols
-			x1 := box.Min.X + bw*(c+1)/gridCols
 			k := r*gridCols + c
-			s, n, nc := sumEllipse(rgb, w, image.Rect(x0, y0, x1, y1), box)
+			n := fs.cellW[k]
 			if n < minCellPixels {
 				return fs, false
 			}
-			clipped += nc
 			total += n
-			fs.cell[k] = [3]float64{s[0] / n, s[1] / n, s[2] / n}
-			fs.cellW[k] = n
+			fs.cell[k] = [3]float64{fs.cell[k][0] / n, fs.cell[k][1] / n, fs.cell[k][2] / n}
 			fs.cellRo[k] = float64(y0+y1) / 2 / float64(h)
 		}
 		// Background: strips left and right of the face, clear of the

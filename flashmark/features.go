@@ -26,6 +26,8 @@ type features struct {
 	tmpl       float64 // multiple of faceTemplate in the cells' pattern, beyond a plane
 	tmplSE     float64
 	tmplMisfit float64 // RMS of what the plane and the template leave, relative to the mean
+	texture    float64 // share of the response that follows the face's texture (textureFit)
+	textureSE  float64
 	clipped    float64 // mean fraction of the face's pixels at full scale
 	registered float64 // fraction of the frames registered to the reference face
 }
@@ -194,6 +196,7 @@ func (m *measurement) measureRest(ft features, res lagResult) features {
 	ft.shading, ft.shadingZ = shadingSpread(cellG, cellSE)
 	ft.curv, ft.curvSE = curvature(cellG, cellSE)
 	ft.tmpl, ft.tmplSE, ft.tmplMisfit = templateFit(cellG, cellSE)
+	ft.texture, ft.textureSE = textureFit(m.fineBlocks(ft.lag))
 	return ft
 }
 

@@ -35,6 +35,10 @@ const (
 	// pattern no face's shading makes (glints of a glossy screen, an
 	// emissive display's own light).
 	ReasonIrregular = "FLASH_IRREGULAR_RESPONSE"
+	// ReasonUntextured: the face's response to the screen did not carry the
+	// face's texture (brows, eyes, lips): the light came off a glass in
+	// front of the picture, not off the skin (screens).
+	ReasonUntextured = "FLASH_RESPONSE_UNTEXTURED"
 	// ReasonPassiveSpoof: the passive anti-spoof model judged the face a
 	// spoof.
 	ReasonPassiveSpoof = "PASSIVE_SPOOF"
@@ -109,7 +113,7 @@ func (c AnalysisConfig) withDefaults() (AnalysisConfig, error) {
 // Calibrated on simulator seed 7 (docs/liveness.md), never on the
 // evaluation seed.
 type checkParams struct {
-	corr, snr, falloff, shadingZ, template, irregular, misfit, curvature, passive [2]float64
+	corr, snr, falloff, shadingZ, template, irregular, misfit, texture, curvature, passive [2]float64
 }
 
 func defaultChecks() checkParams {
@@ -121,6 +125,7 @@ func defaultChecks() checkParams {
 		template:  [2]float64{0.1, 0.4},
 		irregular: [2]float64{0.7, 1.1},
 		misfit:    [2]float64{0.25, 0.45},
+		texture:   [2]float64{0.2, 0.4},
 		curvature: [2]float64{-0.3, -0.15},
 		passive:   [2]float64{0.1, 0.3},
 	}
@@ -163,6 +168,8 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 			"face_template":        ft.tmpl,
 			"face_template_se":     ft.tmplSE,
 			"face_template_misfit": ft.tmplMisfit,
+			"face_texture":         ft.texture,
+			"face_texture_se":      ft.textureSE,
 		},
 	}
 	falloff := math.NaN()
@@ -221,12 +228,20 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		// as a glint wherever the mirror angle falls, often beside the
 		// nose. Two standard errors of benefit of the doubt.
 		{ReasonIrregular, ramp(ft.curv+2*ft.curvSE, p.curvature[0], p.curvature[1])},
+		// (e) the response carries the face's texture, as light
+		// reflected by the skin does, not a glass's smooth glare.
+		{ReasonUntextured, ramp(ft.texture, p.texture[0], p.texture[1])},
 	}
 	if math.IsNaN(falloff) && math.IsNaN(ft.gBg) {
 		// No background in view (face filling the frame): the check
 		// cannot run; it neither passes nor fails the attempt.
 		checks[3].s = 1
 		a.Evidence["falloff_unmeasured"] = 1
+	}
+	if last := len(checks) - 1; math.IsNaN(ft.texture) || !(ft.textureSE <= maxTextureSE) {
+		// Too little texture to measure: the texture check cannot run.
+		checks[last].s = 1
+		a.Evidence["texture_unmeasured"] = 1
 	}
 	if passive >= 0 {
 		checks = append(checks, check{ReasonPassiveSpoof, ramp(passive, p.passive[0], p.passive[1])})

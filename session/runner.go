@@ -75,6 +75,10 @@ type RunnerConfig struct {
 	// challenge; by default the session switches back on what it switched
 	// off.
 	KeepManual bool
+	// ExposureSettleFrames is how many frames the face-priority metering
+	// skips after shortening the exposure before it meters again (a UVC
+	// camera applies a control one or two frames later); default 3.
+	ExposureSettleFrames int
 
 	// Random draws the challenges; default crypto/rand. Tests and
 	// benchmarks pass a seeded stream to be reproducible.
@@ -137,6 +141,9 @@ func NewRunner(cfg RunnerConfig) (*Runner, error) {
 	}
 	if cfg.HoldFrames <= 0 {
 		cfg.HoldFrames = 3
+	}
+	if cfg.ExposureSettleFrames <= 0 {
+		cfg.ExposureSettleFrames = 3
 	}
 	if cfg.PositioningTimeout <= 0 {
 		cfg.PositioningTimeout = 20 * time.Second
@@ -412,7 +419,7 @@ func (s *run) verify(ctx context.Context) error {
 		}
 	} else {
 		s.state(StateChallenge)
-		obs, ch, pres, exposure, err := s.challenge(ctx, frames)
+		obs, ch, pres, exposure, err := s.challenge(ctx, frames, pos)
 		if err != nil {
 			return err
 		}
@@ -566,17 +573,24 @@ func (s *run) position(ctx context.Context, frames FrameStream) (*positioned, er
 	}
 }
 
-// challenge locks the camera, plays a fresh challenge and collects the
-// frames from Lead before its first step to Tail after its last.
-func (s *run) challenge(ctx context.Context, frames FrameStream) ([]observed, *flashmark.Challenge, []flashmark.Presentation, time.Duration, error) {
+// challenge locks the camera, meters the exposure on the positioned face,
+// plays a fresh challenge and collects the frames from Lead before its
+// first step to Tail after its last.
+func (s *run) challenge(ctx context.Context, frames FrameStream, pos *positioned) ([]observed, *flashmark.Challenge, []flashmark.Presentation, time.Duration, error) {
 	r := s.r
 	ch, err := flashmark.NewChallenge(r.cfg.Challenge, r.cfg.Random) // nil: crypto/rand
 	if err != nil {
 		return nil, nil, nil, 0, stop(ReasonInternal, "challenge: %v", err)
 	}
-	unlock := s.lockCamera()
+	unlock, exposureLocked := s.lockCamera()
 	defer unlock()
 	exposure := s.exposure()
+	if exposureLocked && exposure > 0 {
+		var err error
+		if exposure, err = s.faceExposure(ctx, frames, pos, exposure); err != nil {
+			return nil, nil, nil, 0, err
+		}
+	}
 
 	start := r.cfg.Clock.Now() + r.cfg.Lead
 	end := start + ch.Total()
@@ -660,12 +674,13 @@ func (s *run) challenge(ctx context.Context, frames FrameStream) ([]observed, *f
 }
 
 // lockCamera switches auto exposure and white balance off where the camera
-// allows (the camera would otherwise undo the flash) and returns the undo.
-func (s *run) lockCamera() func() {
+// allows (the camera would otherwise undo the flash) and returns the undo
+// and whether exposure is now manual.
+func (s *run) lockCamera() (unlock func(), exposureLocked bool) {
 	c := s.r.cfg.Controls
 	if c == nil {
 		s.event("camera_lock", "no camera controls")
-		return func() {}
+		return func() {}, false
 	}
 	var locked []func(bool) error
 	for _, x := range []struct {
@@ -676,6 +691,7 @@ func (s *run) lockCamera() func() {
 		switch {
 		case err == nil:
 			locked = append(locked, x.set)
+			exposureLocked = exposureLocked || x.name == "exposure"
 			s.event("camera_lock", x.name)
 		case errors.Is(err, capture.ErrControlUnsupported):
 			s.event("camera_lock", x.name+" not supported")
@@ -693,7 +709,56 @@ func (s *run) lockCamera() func() {
 				s.r.log.Warn("camera unlock", "err", err)
 			}
 		}
+	}, exposureLocked
+}
+
+// faceExposure shortens the locked exposure until the positioned face has
+// headroom for the flash (flashmark.FaceExposure): the positioning's last
+// frame is metered first, then fresh frames, ExposureSettleFrames after
+// each change, following the face that overlaps the positioned one most.
+func (s *run) faceExposure(ctx context.Context, frames FrameStream, pos *positioned, exposure time.Duration) (time.Duration, error) {
+	first := true
+	next := func() (*capture.Frame, image.Rectangle, error) {
+		if first {
+			first = false
+			return pos.frame, pos.check.Box, nil
+		}
+		var f *capture.Frame
+		for range s.r.cfg.ExposureSettleFrames + 1 {
+			var err error
+			if f, err = s.next(ctx, frames); err != nil {
+				return nil, image.Rectangle{}, err
+			}
+		}
+		im, faces, err := s.analyse(f)
+		if err != nil {
+			return nil, image.Rectangle{}, stop(ReasonInternal, "metering frame %d: %v", f.Seq, err)
+		}
+		best, bestIoU := image.Rectangle{}, 0.3
+		for _, fc := range faces {
+			b := boxOf(fc.Detection.Box, im.Width, im.Height)
+			if iou := geom.IoU(b, pos.check.Box); iou >= bestIoU {
+				best, bestIoU = b, iou
+			}
+		}
+		return f, best, nil
 	}
+	before := exposure
+	exposure, err := flashmark.FaceExposure(exposure, s.r.cfg.Controls.SetExposure, next)
+	if err != nil {
+		var nf *notFinished
+		if errors.As(err, &nf) || ctx.Err() != nil {
+			return 0, err
+		}
+		// The exposure in force still works, with less headroom.
+		s.r.log.Warn("face exposure", "err", err)
+		s.event("face_exposure", "failed: "+err.Error())
+		return exposure, nil
+	}
+	if exposure != before {
+		s.event("face_exposure", fmt.Sprintf("%s -> %s", before, exposure))
+	}
+	return exposure, nil
 }
 
 // exposure reads the locked exposure time where the camera reports it.

@@ -496,3 +496,31 @@ func TestSessionVerdictOnlyAfterRecord(t *testing.T) {
 		t.Fatalf("unrecorded session told %+v", out.Verdict)
 	}
 }
+
+// A camera left at a long manual exposure in bright light clips the face:
+// the session meters the exposure on the face before the challenge and
+// shortens it until the flash has headroom.
+func TestSessionFaceExposure(t *testing.T) {
+	h := newHarness(t, withParams(func(p *sim.Params) {
+		p.AutoExposure, p.AutoWB = false, false
+		p.Exposure, p.AmbientLux = 30*time.Millisecond, 500
+	}))
+	out, _ := h.run(t, context.Background(), Request{})
+	rec := out.Record
+	var metered string
+	for _, e := range rec.Timeline {
+		if e.Name == "face_exposure" {
+			metered = e.Detail
+		}
+	}
+	t.Logf("face_exposure %q, evidence %v", metered, rec.Flashmark.Evidence)
+	if !strings.HasPrefix(metered, "30ms -> ") {
+		t.Fatalf("timeline has no face-priority exposure change from 30ms: %q (%v)", metered, timelineNames(rec))
+	}
+	if rec.Status != result.StatusApproved {
+		t.Errorf("bona fide after metering: %s %v, want Approved", rec.Status, rec.Reasons)
+	}
+	if c := rec.Flashmark.Evidence["face_clipped"]; c > 0.01 {
+		t.Errorf("%.1f%% of the face clipped during the challenge after metering", 100*c)
+	}
+}

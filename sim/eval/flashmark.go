@@ -170,6 +170,26 @@ func (s Flashmark) Record(ctx context.Context, a *sim.Attempt, rng *rand.Rand) (
 	if err := a.Camera.SetAutoWhiteBalance(false); err != nil {
 		return nil, err
 	}
+	var loc FaceLocator = GroundTruth{a.Scene}
+	if s.NewLocator != nil {
+		loc = s.NewLocator(a)
+	}
+	// Face-priority exposure, as the session runner does after
+	// positioning.
+	_, err := flashmark.FaceExposure(a.Camera.State().Exposure, a.Camera.SetExposure, func() (*capture.Frame, image.Rectangle, error) {
+		f, err := a.Camera.ReadFrame(ctx)
+		if err != nil {
+			return nil, image.Rectangle{}, err
+		}
+		box, n, err := loc.Locate(f)
+		if err != nil || n == 0 {
+			return f, image.Rectangle{}, err
+		}
+		return f, box, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("face exposure: %w", err)
+	}
 	var seed [32]byte
 	for i := range seed {
 		seed[i] = byte(rng.Uint32())
@@ -181,10 +201,6 @@ func (s Flashmark) Record(ctx context.Context, a *sim.Attempt, rng *rand.Rand) (
 	rec, err := sim.Drive(ctx, a, ch.Steps, challengeLead, challengeTail)
 	if err != nil {
 		return nil, err
-	}
-	var loc FaceLocator = GroundTruth{a.Scene}
-	if s.NewLocator != nil {
-		loc = s.NewLocator(a)
 	}
 	in := &flashmark.Input{
 		Challenge: ch, Presentations: rec.Presentations,

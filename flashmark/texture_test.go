@@ -1,0 +1,79 @@
+package flashmark
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// textureBlocks lays out the fine grid with an ambient level per block
+// (a face's texture over a top-lit gradient) and a response made by resp.
+func textureBlocks(rng *rand.Rand, resp func(a, u, v float64) float64) []blockResponse {
+	var out []blockResponse
+	for j := 0; j < numFine; j++ {
+		u := (float64(j%fineCols)+0.5)/fineCols - 0.5
+		v := (float64(j/fineCols)+0.5)/fineRows - 0.5
+		a := (0.5 - 0.3*v) * (0.6 + 0.8*rng.Float64()) // brows, eyes, lips, skin
+		const se = 0.002
+		b := resp(a, u, v) + se*rng.NormFloat64()
+		out = append(out, blockResponse{u: u, v: v, a: a, b: b, se: se, valid: true})
+	}
+	return out
+}
+
+func TestTextureFit(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	// Skin: the response is the ambient level times a smooth factor.
+	skin := textureBlocks(rng, func(a, u, v float64) float64 { return a * (0.1 + 0.03*v) })
+	share, se := textureFit(skin)
+	if math.Abs(share-1) > 0.1 || !(se < 0.1) {
+		t.Errorf("skin: share %.3f ± %.3f, want about 1", share, se)
+	}
+	// Glass: a smooth glare, whatever the picture shows.
+	glass := textureBlocks(rng, func(a, u, v float64) float64 { return 0.05 + 0.02*u - 0.01*v })
+	share, se = textureFit(glass)
+	if math.Abs(share) > 0.1 || !(se < 0.1) {
+		t.Errorf("glass: share %.3f ± %.3f, want about 0", share, se)
+	}
+	// Half and half.
+	mixed := textureBlocks(rng, func(a, u, v float64) float64 { return 0.05*a/0.5 + 0.05 })
+	if share, _ = textureFit(mixed); math.Abs(share-0.5) > 0.1 {
+		t.Errorf("half glare: share %.3f, want about 0.5", share)
+	}
+	// Not measurable: too few blocks, no response.
+	few := append([]blockResponse(nil), skin...)
+	for i := minTextureBlocks - 1; i < len(few); i++ {
+		few[i].valid = false
+	}
+	if share, se = textureFit(few); !math.IsNaN(share) || !math.IsNaN(se) {
+		t.Errorf("%d blocks: %v ± %v, want NaN", minTextureBlocks-1, share, se)
+	}
+	dark := textureBlocks(rng, func(a, u, v float64) float64 { return -0.01 })
+	if share, _ = textureFit(dark); !math.IsNaN(share) {
+		t.Errorf("negative response: share %v, want NaN", share)
+	}
+}
+
+func TestFitLinear(t *testing.T) {
+	// y = 2 + 3x exactly: the fit finds it with no residual.
+	var x [][]float64
+	var y, w []float64
+	for i := 0; i < 6; i++ {
+		x = append(x, []float64{1, float64(i)})
+		y = append(y, 2+3*float64(i))
+		w = append(w, 1)
+	}
+	f, ok := fitLinear(x, y, w)
+	if !ok || math.Abs(f.p[0]-2) > 1e-9 || math.Abs(f.p[1]-3) > 1e-9 || f.chi2 > 1e-18 {
+		t.Errorf("fit %+v ok %v, want p = [2 3], χ² 0", f, ok)
+	}
+	if _, ok := fitLinear(x[:2], y[:2], w[:2]); ok {
+		t.Error("two rows for two coefficients: want no fit")
+	}
+	for i := range x {
+		x[i][1] = 1 // collinear
+	}
+	if _, ok := fitLinear(x, y, w); ok {
+		t.Error("collinear regressors fitted")
+	}
+}
