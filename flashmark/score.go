@@ -119,7 +119,7 @@ type checkParams struct {
 func defaultChecks() checkParams {
 	return checkParams{
 		corr:      [2]float64{0.55, 0.8},
-		snr:       [2]float64{5, 10},
+		snr:       [2]float64{20, 30},
 		falloff:   [2]float64{0.1, 0.3},
 		shadingZ:  [2]float64{1, 2},
 		template:  [2]float64{0.1, 0.4},
@@ -203,7 +203,10 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		{ReasonCorrelationLow, ramp(rs[1], p.corr[0], p.corr[1])},
 		// (b) at a lag inside the window.
 		{ReasonLagOutOfWindow, sLag},
-		// The reflected light is measurable at all.
+		// The reflected light is measured well above the noise: a live
+		// face at kiosk distance gives 40 standard errors or more
+		// (seeds 7 and 11: 41–1,100); a replayed video's weak glare and
+		// the mismatched flashes baked into it give 15–20.
 		{ReasonResponseWeak, ramp(ft.gFace/ft.gFaceSE, p.snr[0], p.snr[1])},
 		// (c) the background, corrected for its angle, responds less
 		// (given one standard error of benefit of the doubt: a noisy
