@@ -608,9 +608,16 @@ func fitFixed(v, e [][3]float64, m, w []float64) (a, b, se [3]float64) {
 
 // lagResult is the face response at one lag.
 type lagResult struct {
-	lag          float64
-	r            [3]float64 // per-channel correlation of the ambient-free face signal with the emission
-	mean         float64
+	lag  float64
+	r    [3]float64 // per-channel correlation of the ambient-free face signal with the emission
+	mean float64
+	// pooled is the correlation of all three channels at once: the
+	// square root of the share of the signals' summed variance that the
+	// emission explains, negative when it explains them inversely. A
+	// channel carries weight by the variance it has: one whose emission
+	// barely changed (the challenge's hues all had about the same red)
+	// adds its noise, not a vote for a wrong lag.
+	pooled       float64
 	fits         [gridRows]bandFit
 	bandV, bandE [gridRows][][3]float64
 }
@@ -655,17 +662,36 @@ func (m *measurement) faceAt(lag float64) lagResult {
 			}
 		}
 	}
+	var explained, total float64
 	for c := 0; c < 3; c++ {
 		res.r[c] = pearson(s[c], x[c], m.w)
 		res.mean += res.r[c] / 3
+		sxy, sxx, syy := moments(s[c], x[c], m.w)
+		if syy > 0 {
+			explained += math.Copysign(sxy*sxy/syy, sxy)
+		}
+		total += sxx
+	}
+	if total > 0 {
+		res.pooled = math.Copysign(math.Sqrt(math.Abs(explained)/total), explained)
 	}
 	return res
 }
 
 // pearson is the (weighted, w nil: unweighted) correlation of x and y.
 func pearson(x, y, w []float64) float64 {
-	if len(x) < 3 {
+	sxy, sxx, syy := moments(x, y, w)
+	if !(sxx > 0 && syy > 0) {
 		return 0
+	}
+	return sxy / math.Sqrt(sxx*syy)
+}
+
+// moments are the (weighted) centred cross and square sums of x and y;
+// zero for fewer than three points.
+func moments(x, y, w []float64) (sxy, sxx, syy float64) {
+	if len(x) < 3 {
+		return 0, 0, 0
 	}
 	wt := func(i int) float64 {
 		if w == nil {
@@ -680,18 +706,14 @@ func pearson(x, y, w []float64) float64 {
 		n += wt(i)
 	}
 	if !(n > 0) {
-		return 0
+		return 0, 0, 0
 	}
 	mx, my = mx/n, my/n
-	var sxy, sxx, syy float64
 	for i := range x {
 		dx, dy := x[i]-mx, y[i]-my
 		sxy += wt(i) * dx * dy
 		sxx += wt(i) * dx * dx
 		syy += wt(i) * dy * dy
 	}
-	if !(sxx > 0 && syy > 0) {
-		return 0
-	}
-	return sxy / math.Sqrt(sxx*syy)
+	return sxy, sxx, syy
 }

@@ -129,7 +129,7 @@ func TestAnalyzeSpecies(t *testing.T) {
 	}{
 		{"bona fide", sim.BonaFide, nil, true, ""},
 		{"bona fide, dim room", sim.BonaFide, func(p *sim.Params) { p.AmbientLux = 80 }, true, ""},
-		{"print", sim.Print, nil, false, flashmark.ReasonNoFalloff},
+		{"print", sim.Print, nil, false, flashmark.ReasonFlatShading}, // held where the face would be: no relief
 		{"screen", sim.Screen, nil, false, flashmark.ReasonUntextured},
 		{"replay", sim.Replay, nil, false, ""},
 		{"injection", sim.Injection, nil, false, flashmark.ReasonCorrelationLow},

@@ -12,7 +12,7 @@ type features struct {
 	lag        float64    // seconds, best over the whole search range
 	r          [3]float64 // per-channel correlation at lag
 	corr       float64    // mean of r
-	corrIn     float64    // best mean correlation with the lag inside the window
+	corrIn     float64    // best pooled correlation with the lag inside the window
 	lagIn      float64    // its lag
 	gFace      float64    // face response relative to its ambient level
 	gFaceSE    float64
@@ -94,12 +94,12 @@ func (m *measurement) searchLag(ft *features, lo, hi float64) {
 	for d := lagSearchMin; d <= lagSearchMax; d += lagSearchStep {
 		res := m.faceAt(d.Seconds())
 		lags = append(lags, res.lag)
-		corrs = append(corrs, res.mean)
+		corrs = append(corrs, res.pooled)
 		i := len(corrs) - 1
-		if best < 0 || res.mean > corrs[best] {
+		if best < 0 || res.pooled > corrs[best] {
 			best = i
 		}
-		if res.lag >= lo-1e-9 && res.lag <= hi+1e-9 && (bestIn < 0 || res.mean > corrs[bestIn]) {
+		if res.lag >= lo-1e-9 && res.lag <= hi+1e-9 && (bestIn < 0 || res.pooled > corrs[bestIn]) {
 			bestIn = i
 		}
 	}
