@@ -402,16 +402,8 @@ const faceEllipse = 0.46
 // sumEllipse sums the linear RGB of the pixels of r inside the face
 // ellipse of box, and counts them and those with a channel at full scale.
 func sumEllipse(rgb []byte, w int, r, box image.Rectangle) (s [3]float64, n, clipped float64) {
-	cx, cy := float64(box.Min.X+box.Max.X)/2, float64(box.Min.Y+box.Max.Y)/2
-	ax, ay := faceEllipse*float64(box.Dx()), faceEllipse*float64(box.Dy())
 	for y := r.Min.Y; y < r.Max.Y; y++ {
-		dy := (float64(y) + 0.5 - cy) / ay
-		if dy*dy >= 1 {
-			continue
-		}
-		half := ax * math.Sqrt(1-dy*dy)
-		x0 := max(r.Min.X, int(math.Ceil(cx-half-0.5)))
-		x1 := min(r.Max.X, int(math.Floor(cx+half-0.5))+1)
+		x0, x1 := ellipseSpan(r, box, y)
 		if x1 <= x0 {
 			continue
 		}
@@ -431,6 +423,19 @@ func sumEllipse(rgb []byte, w int, r, box image.Rectangle) (s [3]float64, n, cli
 		n += float64(x1 - x0)
 	}
 	return s, n, clipped
+}
+
+// ellipseSpan is the run [x0, x1) of row y of r inside the face ellipse of
+// box (x1 ≤ x0: none).
+func ellipseSpan(r, box image.Rectangle, y int) (x0, x1 int) {
+	cx, cy := float64(box.Min.X+box.Max.X)/2, float64(box.Min.Y+box.Max.Y)/2
+	ax, ay := faceEllipse*float64(box.Dx()), faceEllipse*float64(box.Dy())
+	dy := (float64(y) + 0.5 - cy) / ay
+	if dy*dy >= 1 {
+		return 0, 0
+	}
+	half := ax * math.Sqrt(1-dy*dy)
+	return max(r.Min.X, int(math.Ceil(cx-half-0.5))), min(r.Max.X, int(math.Floor(cx+half-0.5))+1)
 }
 
 // sumRect sums the linear RGB of r (inside the frame).

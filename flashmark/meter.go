@@ -3,7 +3,6 @@ package flashmark
 import (
 	"fmt"
 	"image"
-	"math"
 	"time"
 
 	"github.com/glintdev/glint/capture"
@@ -48,16 +47,8 @@ func MeterFace(f *capture.Frame, box image.Rectangle) (FaceMeter, error) {
 	}
 	var hist [256]int
 	n := 0
-	cx, cy := float64(box.Min.X+box.Max.X)/2, float64(box.Min.Y+box.Max.Y)/2
-	ax, ay := faceEllipse*float64(box.Dx()), faceEllipse*float64(box.Dy())
 	for y := box.Min.Y; y < box.Max.Y; y++ {
-		dy := (float64(y) + 0.5 - cy) / ay
-		if dy*dy >= 1 {
-			continue
-		}
-		half := ax * math.Sqrt(1-dy*dy)
-		x0 := max(box.Min.X, int(math.Ceil(cx-half-0.5)))
-		x1 := min(box.Max.X, int(math.Floor(cx+half-0.5))+1)
+		x0, x1 := ellipseSpan(box, box, y)
 		for x := x0; x < x1; x++ {
 			o := (y*f.Width + x) * 3
 			hist[max(rgb[o], rgb[o+1], rgb[o+2])]++
