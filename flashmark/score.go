@@ -121,8 +121,8 @@ func defaultChecks() checkParams {
 		corr:      [2]float64{0.55, 0.8},
 		snr:       [2]float64{20, 30},
 		falloff:   [2]float64{0.1, 0.3},
-		shadingZ:  [2]float64{1, 2},
-		template:  [2]float64{0.1, 0.4},
+		shadingZ:  [2]float64{0.5, 1},
+		template:  [2]float64{0.15, 0.45},
 		irregular: [2]float64{0.7, 1.1},
 		misfit:    [2]float64{0.25, 0.45},
 		texture:   [2]float64{0.1, 0.3},
@@ -222,7 +222,9 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		// ... shaped like a face's: beyond a plane (a print's tilt or
 		// bend), the cells follow faceTemplate (brow and upper cheeks
 		// facing away from the screen below, nose and mouth facing it).
-		{ReasonFlatShading, ramp(ft.tmpl, p.template[0], p.template[1])},
+		// Half a standard error of benefit of the doubt: a face 0.7 m
+		// away measures it to ±0.3–0.4, a print at any distance to ±0.15.
+		{ReasonFlatShading, ramp(ft.tmpl+0.5*ft.tmplSE, p.template[0], p.template[1])},
 		// ... but as smoothly as a face's shading, not as a screen's
 		// glints and own light.
 		{ReasonIrregular, 1 - ramp(ft.shading, p.irregular[0], p.irregular[1])},
