@@ -524,3 +524,35 @@ func TestSessionFaceExposure(t *testing.T) {
 		t.Errorf("%.1f%% of the face clipped during the challenge after metering", 100*c)
 	}
 }
+
+// exposureRefused is the simulated camera with an exposure control that
+// rejects every value.
+type exposureRefused struct{ *sim.Rig }
+
+func (exposureRefused) SetExposure(int32) error { return errors.New("exposure_time_absolute: EINVAL") }
+
+// A camera that refuses the shorter exposure leaves it as it was: the
+// failure is in the timeline and the session still decides.
+func TestSessionFaceExposureRefused(t *testing.T) {
+	h := newHarness(t, withParams(func(p *sim.Params) {
+		p.AutoExposure, p.AutoWB = false, false
+		p.Exposure, p.AmbientLux = 30*time.Millisecond, 500
+	}), withRunner(func(c *RunnerConfig) { c.Controls = exposureRefused{c.Controls.(*sim.Rig)} }))
+	out, _ := h.run(t, context.Background(), Request{})
+	rec := out.Record
+	var detail string
+	for _, e := range rec.Timeline {
+		if e.Name == "face_exposure" {
+			detail = e.Detail
+		}
+	}
+	if !strings.HasPrefix(detail, "failed: ") || !strings.Contains(detail, "EINVAL") {
+		t.Errorf("timeline face_exposure %q, want the refused setting", detail)
+	}
+	if rec.Status == result.StatusNotFinished {
+		t.Errorf("session not finished (%v): a refused exposure must not end it", rec.Reasons)
+	}
+	if got := h.rig.ExposureTime(); got != 30*time.Millisecond {
+		t.Errorf("exposure %v after a refused setting, want 30ms", got)
+	}
+}
