@@ -104,7 +104,11 @@ hub_api() {
 	local resp
 	resp=$(cat <&3)
 	exec 3>&-
-	printf '%s\n' "$resp" | head -1 | cut -d' ' -f2
+	# No pipes into head here or below: under pipefail, head leaving early
+	# turns the writer's SIGPIPE into a failed request.
+	local status=${resp%%$'\r'*}
+	status=${status#* }
+	printf '%s\n' "${status%% *}"
 	printf '%s\n' "${resp#*$'\r\n\r\n'}"
 }
 
@@ -112,7 +116,7 @@ say "starting glint-hub (log $D/log/glint-hub.log)"
 bin/glint-hub --config "$D/hub.yaml" >"$D/log/glint-hub.log" 2>&1 &
 pids+=($!)
 for i in $(seq 1 100); do
-	if code=$(hub_api GET /api/v1/hub 2>/dev/null | head -1) && [ "$code" = 200 ]; then break; fi
+	if resp=$(hub_api GET /api/v1/hub 2>/dev/null) && [ "${resp%%$'\n'*}" = 200 ]; then break; fi
 	kill -0 "${pids[0]}" 2>/dev/null || die "glint-hub exited: $(tail -5 "$D/log/glint-hub.log")"
 	((i == 100)) && die "glint-hub API not up after 20 s: $(tail -5 "$D/log/glint-hub.log")"
 	sleep 0.2
