@@ -497,22 +497,33 @@ func TestSessionVerdictOnlyAfterRecord(t *testing.T) {
 	}
 }
 
-// A camera left at a long manual exposure in bright light clips the face:
-// the session meters the exposure on the face before the challenge and
-// shortens it until the flash has headroom.
-func TestSessionFaceExposure(t *testing.T) {
-	h := newHarness(t, withParams(func(p *sim.Params) {
+// brightScene is a camera left at a long manual exposure in bright light,
+// which clips the face.
+func brightScene() harnessOpt {
+	return withParams(func(p *sim.Params) {
 		p.AutoExposure, p.AutoWB = false, false
 		p.Exposure, p.AmbientLux = 30*time.Millisecond, 500
-	}))
-	out, _ := h.run(t, context.Background(), Request{})
-	rec := out.Record
-	var metered string
-	for _, e := range rec.Timeline {
-		if e.Name == "face_exposure" {
-			metered = e.Detail
+	})
+}
+
+// timelineDetail is the detail of the record's last event called name.
+func timelineDetail(r *result.Record, name string) string {
+	var d string
+	for _, e := range r.Timeline {
+		if e.Name == name {
+			d = e.Detail
 		}
 	}
+	return d
+}
+
+// In a bright scene the session meters the exposure on the face before the
+// challenge and shortens it until the flash has headroom.
+func TestSessionFaceExposure(t *testing.T) {
+	h := newHarness(t, brightScene())
+	out, _ := h.run(t, context.Background(), Request{})
+	rec := out.Record
+	metered := timelineDetail(rec, "face_exposure")
 	t.Logf("face_exposure %q, evidence %v", metered, rec.Flashmark.Evidence)
 	if !strings.HasPrefix(metered, "30ms -> ") {
 		t.Fatalf("timeline has no face-priority exposure change from 30ms: %q (%v)", metered, timelineNames(rec))
@@ -534,19 +545,10 @@ func (exposureRefused) SetExposure(int32) error { return errors.New("exposure_ti
 // A camera that refuses the shorter exposure leaves it as it was: the
 // failure is in the timeline and the session still decides.
 func TestSessionFaceExposureRefused(t *testing.T) {
-	h := newHarness(t, withParams(func(p *sim.Params) {
-		p.AutoExposure, p.AutoWB = false, false
-		p.Exposure, p.AmbientLux = 30*time.Millisecond, 500
-	}), withRunner(func(c *RunnerConfig) { c.Controls = exposureRefused{c.Controls.(*sim.Rig)} }))
+	h := newHarness(t, brightScene(), withRunner(func(c *RunnerConfig) { c.Controls = exposureRefused{c.Controls.(*sim.Rig)} }))
 	out, _ := h.run(t, context.Background(), Request{})
 	rec := out.Record
-	var detail string
-	for _, e := range rec.Timeline {
-		if e.Name == "face_exposure" {
-			detail = e.Detail
-		}
-	}
-	if !strings.HasPrefix(detail, "failed: ") || !strings.Contains(detail, "EINVAL") {
+	if detail := timelineDetail(rec, "face_exposure"); !strings.HasPrefix(detail, "failed: ") || !strings.Contains(detail, "EINVAL") {
 		t.Errorf("timeline face_exposure %q, want the refused setting", detail)
 	}
 	if rec.Status == result.StatusNotFinished {
