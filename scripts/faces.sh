@@ -14,6 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf 'faces: %s\n' "$*"; }
+# first_match GLOB: the first existing path GLOB matches (empty: none).
+first_match() {
+	local m
+	for m in $1; do
+		[ -e "$m" ] && { printf '%s\n' "$m"; return; }
+	done
+	return 0
+}
 
 FACEAPI_VERSION=1.7.15
 FACEAPI_INTEGRITY='sha512-WDMmK3CfNLo8jylWqMoQgf4nIst3M0fzx1dnac96wv/dvMTN4DxC/Pq1DGtduDk1lktCamQ3MIDXFnvrdHTXDw=='
@@ -62,14 +70,16 @@ deb_file() { # pin, path inside the package, destination
 	fi
 	local name=${pin%%=*} ver=${pin#*=}
 	local deb
-	deb=$(compgen -G "$DL/${name}_${ver//:/%3a}_*.deb" | head -n1 || true)
+	# First match without a pipe into head: under pipefail the writer's
+	# SIGPIPE would fail the assignment when several match.
+	deb=$(first_match "$DL/${name}_${ver//:/%3a}_*.deb")
 	if [ -z "$deb" ]; then
 		step "apt-get download $pin"
 		if ! (cd "$DL" && apt-get download -q "$pin" >/dev/null 2>&1); then
 			apt-get update -q >/dev/null
 			(cd "$DL" && apt-get download -q "$pin")
 		fi
-		deb=$(compgen -G "$DL/${name}_*.deb" | head -n1)
+		deb=$(first_match "$DL/${name}_*.deb")
 	fi
 	step "extract $inner from $(basename "$deb")"
 	local tmp

@@ -135,7 +135,7 @@ else
 	rm -rf "$ROOT"
 	mkdir -p "$ROOT"
 	for p in "$IMAGE_PKG" "$HEADERS_PKG" "$COMMON_PKG" "$KBUILD_PKG"; do
-		deb=$(find "$DEBS" -name "${p}_*.deb" | head -n1)
+		deb=$(find "$DEBS" -name "${p}_*.deb" -print -quit)
 		[ -n "$deb" ] || die "no .deb for $p in $DEBS"
 		dpkg-deb -x "$deb" "$ROOT" || die "dpkg-deb -x $deb failed"
 	done
@@ -165,10 +165,10 @@ else
 	step "build v4l2loopback $LOOP_VERSION against linux-headers-$KREL with gcc-12"
 	rm -rf "$LOOP"
 	mkdir -p "$LOOP/pkg"
-	deb=$(find "$DEBS" -name "${LOOP_PKG}_*.deb" | head -n1)
+	deb=$(find "$DEBS" -name "${LOOP_PKG}_*.deb" -print -quit)
 	[ -n "$deb" ] || die "no .deb for $LOOP_PKG in $DEBS"
 	dpkg-deb -x "$deb" "$LOOP/pkg" || die "dpkg-deb -x $deb failed"
-	src=$(find "$LOOP/pkg/usr/src" -mindepth 1 -maxdepth 1 -type d -name 'v4l2loopback-*' | head -n1)
+	src=$(find "$LOOP/pkg/usr/src" -mindepth 1 -maxdepth 1 -type d -name 'v4l2loopback-*' -print -quit)
 	[ -n "$src" ] && [ -f "$src/v4l2loopback.c" ] || die "$LOOP_PKG has no usr/src/v4l2loopback-*/v4l2loopback.c"
 	cp -r "$src" "$LOOP/build"
 	# CC=gcc-12 matches CONFIG_CC_VERSION_TEXT of Debian's build.
