@@ -196,6 +196,19 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 	sort.Float64s(rs)
 	a.Evidence["corr_median"] = rs[1]
 	p := defaultChecks()
+	// A check that cannot run neither passes nor fails the attempt: no
+	// background in view (the face fills the frame), too little texture
+	// to tell skin from glass.
+	sFalloff := ramp(falloff+ft.bgRatioSE, p.falloff[0], p.falloff[1])
+	if math.IsNaN(falloff) && math.IsNaN(ft.gBg) {
+		sFalloff = 1
+		a.Evidence["falloff_unmeasured"] = 1
+	}
+	sTexture := ramp(ft.texture, p.texture[0], p.texture[1])
+	if math.IsNaN(ft.texture) || !(ft.textureSE <= maxTextureSE) {
+		sTexture = 1
+		a.Evidence["texture_unmeasured"] = 1
+	}
 	checks := []check{
 		// (a) the colour follows the emitted sequence channel by
 		// channel: the median channel (one channel may carry little
@@ -211,7 +224,7 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		// (c) the background, corrected for its angle, responds less
 		// (given one standard error of benefit of the doubt: a noisy
 		// background estimate is not evidence of a flat surface).
-		{ReasonNoFalloff, ramp(falloff+ft.bgRatioSE, p.falloff[0], p.falloff[1])},
+		{ReasonNoFalloff, sFalloff},
 		// (d) the face's regions respond differently (relief), with
 		// structure above the noise...
 		{ReasonFlatShading, ramp(ft.shadingZ, p.shadingZ[0], p.shadingZ[1])},
@@ -240,18 +253,7 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		{ReasonIrregular, ramp(ft.curv+2*ft.curvSE, p.curvature[0], p.curvature[1])},
 		// (e) the response carries the face's texture, as light
 		// reflected by the skin does, not a glass's smooth glare.
-		{ReasonUntextured, ramp(ft.texture, p.texture[0], p.texture[1])},
-	}
-	if math.IsNaN(falloff) && math.IsNaN(ft.gBg) {
-		// No background in view (face filling the frame): the check
-		// cannot run; it neither passes nor fails the attempt.
-		checks[3].s = 1
-		a.Evidence["falloff_unmeasured"] = 1
-	}
-	if last := len(checks) - 1; math.IsNaN(ft.texture) || !(ft.textureSE <= maxTextureSE) {
-		// Too little texture to measure: the texture check cannot run.
-		checks[last].s = 1
-		a.Evidence["texture_unmeasured"] = 1
+		{ReasonUntextured, sTexture},
 	}
 	if passive >= 0 {
 		checks = append(checks, check{ReasonPassiveSpoof, ramp(passive, p.passive[0], p.passive[1])})
