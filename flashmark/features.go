@@ -305,33 +305,21 @@ func shadingSpread(gc, sec [numCells][3]float64) (rel, z float64) {
 	if !ok {
 		return 0, 0
 	}
-	// Normal equations for the 3-parameter plane.
-	var ata [3][3]float64
-	var atb [3]float64
-	var gm float64
-	for k := 0; k < numCells; k++ {
+	// The plane, unweighted: every cell's shape counts alike.
+	x := make([][]float64, numCells)
+	w := make([]float64, numCells)
+	var gm, noise float64
+	for k := range x {
 		r := cellRegressors(k)
-		x := [3]float64{r[0], r[1], r[2]}
-		for i := 0; i < 3; i++ {
-			for j := 0; j < 3; j++ {
-				ata[i][j] += x[i] * x[j]
-			}
-			atb[i] += x[i] * g[k]
-		}
+		x[k], w[k] = r[:3], 1
 		gm += g[k] / numCells
+		noise += se[k] * se[k]
 	}
-	p, ok := solve3(ata, atb)
+	f, ok := fitLinear(x, g[:], w)
 	if !ok || !(math.Abs(gm) > 0) {
 		return 0, 0
 	}
-	var rss, noise float64
-	for k := 0; k < numCells; k++ {
-		x := cellRegressors(k)
-		r := g[k] - (p[0] + p[1]*x[1] + p[2]*x[2])
-		rss += r * r
-		noise += se[k] * se[k]
-	}
-	rms := math.Sqrt(rss / (numCells - 3))
+	rms := math.Sqrt(f.chi2) // residual RMS over the degrees of freedom
 	rel = rms / math.Abs(gm)
 	if noise > 0 {
 		z = rms / math.Sqrt(noise/numCells)
