@@ -625,28 +625,14 @@ func (s *run) challenge(ctx context.Context, frames FrameStream, pos *positioned
 			return nil, nil, nil, 0, stop(ReasonInternal, "challenge frame %d: %v", f.Seq, err)
 		}
 		o := observed{frame: f}
-		// Follow the positioned face: the candidate overlapping the
-		// previous box most (the largest face at first).
-		if len(faces) > 0 {
-			best, bestIoU := -1, 0.0
-			for i, fc := range faces {
-				b := boxOf(fc.Detection.Box, im.Width, im.Height)
-				iou := geom.IoU(b, prev)
-				if prev.Empty() && i == 0 {
-					iou = 1
-				}
-				if iou > bestIoU {
-					best, bestIoU = i, iou
-				}
-			}
-			if best >= 0 && bestIoU >= 0.3 {
-				fc := faces[best]
-				o.check = faceCheck{Face: &fc, Box: boxOf(fc.Detection.Box, im.Width, im.Height)}
-				o.check.Sharpness = Sharpness(im, o.check.Box)
-				o.check.Frontal = math.Abs(fc.Landmarks.Pose.Yaw) + math.Abs(fc.Landmarks.Pose.Pitch)
-				prev = o.check.Box
-				withFace++
-			}
+		// Follow the positioned face (the largest face at first).
+		if best := followFace(faces, im.Width, im.Height, prev); best >= 0 {
+			fc := faces[best]
+			o.check = faceCheck{Face: &fc, Box: boxOf(fc.Detection.Box, im.Width, im.Height)}
+			o.check.Sharpness = Sharpness(im, o.check.Box)
+			o.check.Frontal = math.Abs(fc.Landmarks.Pose.Yaw) + math.Abs(fc.Landmarks.Pose.Pitch)
+			prev = o.check.Box
+			withFace++
 		}
 		obs = append(obs, o)
 		if p := float64(f.Timestamp-start) / float64(end-start); p-lastProgress >= 0.1 && p <= 1 {
@@ -671,6 +657,30 @@ func (s *run) challenge(ctx context.Context, frames FrameStream, pos *positioned
 		return nil, nil, nil, 0, stop(ReasonFaceLost, "face tracked in %d of %d challenge frames", withFace, len(obs))
 	}
 	return obs, ch, pres, exposure, nil
+}
+
+// minFollowIoU is the least overlap with the previous frame's face box for
+// a face to be the same one.
+const minFollowIoU = 0.3
+
+// followFace is the index of the face whose box overlaps prev most, at
+// least minFollowIoU; with no previous box, the first (largest) face; -1
+// when no face qualifies.
+func followFace(faces []inference.Face, w, h int, prev image.Rectangle) int {
+	best, bestIoU := -1, 0.0
+	for i, fc := range faces {
+		iou := geom.IoU(boxOf(fc.Detection.Box, w, h), prev)
+		if prev.Empty() && i == 0 {
+			iou = 1
+		}
+		if iou > bestIoU {
+			best, bestIoU = i, iou
+		}
+	}
+	if bestIoU < minFollowIoU {
+		return -1
+	}
+	return best
 }
 
 // lockCamera switches auto exposure and white balance off where the camera
@@ -734,14 +744,10 @@ func (s *run) faceExposure(ctx context.Context, frames FrameStream, pos *positio
 		if err != nil {
 			return nil, image.Rectangle{}, stop(ReasonInternal, "metering frame %d: %v", f.Seq, err)
 		}
-		best, bestIoU := image.Rectangle{}, 0.3
-		for _, fc := range faces {
-			b := boxOf(fc.Detection.Box, im.Width, im.Height)
-			if iou := geom.IoU(b, pos.check.Box); iou >= bestIoU {
-				best, bestIoU = b, iou
-			}
+		if best := followFace(faces, im.Width, im.Height, pos.check.Box); best >= 0 {
+			return f, boxOf(faces[best].Detection.Box, im.Width, im.Height), nil
 		}
-		return f, best, nil
+		return f, image.Rectangle{}, nil
 	}
 	before := exposure
 	exposure, err := flashmark.FaceExposure(exposure, s.r.cfg.Controls.SetExposure, next)
