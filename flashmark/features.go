@@ -30,6 +30,10 @@ type features struct {
 	textureSE  float64
 	clipped    float64 // mean fraction of the face's pixels at full scale
 	registered float64 // fraction of the frames registered to the reference face
+	// unexplained is the face-wide colour change the sequence does not
+	// explain over what it explains (unexplainedChange); NaN when the fit
+	// was degenerate.
+	unexplained, unexplainedSE float64
 }
 
 // measure runs the lag search and the region fits.
@@ -51,6 +55,7 @@ func (m *measurement) measure(win [2]time.Duration) features {
 	m.searchLag(&ft, lo, hi)
 	res := m.faceAt(ft.lag)
 	ft.r, ft.corr = res.r, res.mean
+	ft.unexplained, ft.unexplainedSE, _ = unexplainedChange(res, m.w)
 	return m.measureRest(ft, res)
 }
 
