@@ -8,11 +8,15 @@ import (
 )
 
 // GuidanceConfig bounds a usable face. The defaults suit a 640x480 kiosk
-// camera with users at 30–80 cm (the short-range detector's measured
-// range, docs/models.md) and were checked on simulator frames (docs/session.md).
+// camera (62° across) with users at 30–55 cm: farther away the
+// screen's flash is too weak on the face for the liveness analysis
+// (docs/liveness.md, "Operating distance"); the short-range detector
+// covers the range (docs/models.md). They were checked on simulator
+// frames (docs/session.md).
 type GuidanceConfig struct {
 	// MinInterocular and MaxInterocular bound the eye distance in pixels
-	// (TOO_FAR, TOO_CLOSE).
+	// (TOO_FAR, TOO_CLOSE). 60 px is an average adult's 63 mm at 56 cm
+	// through the default camera.
 	MinInterocular, MaxInterocular float64
 	// MaxOffCenter is the largest distance of the face centre from the
 	// frame centre, as a fraction of the frame size (OFF_CENTER).
@@ -35,7 +39,7 @@ type GuidanceConfig struct {
 // DefaultGuidance returns the packaged limits.
 func DefaultGuidance() GuidanceConfig {
 	return GuidanceConfig{
-		MinInterocular: 40, MaxInterocular: 220, MaxOffCenter: 0.22,
+		MinInterocular: 60, MaxInterocular: 220, MaxOffCenter: 0.22,
 		MaxYaw: 20, MaxPitch: 20, MinLuma: 50, MaxLuma: 215, BacklitRatio: 2.2,
 		MinSharpness: 2, MinMeshScore: 0.5,
 	}
