@@ -224,9 +224,9 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		{ReasonCorrelationLow, ramp(rs[1], p.corr[0], p.corr[1])},
 		// ... and nothing else changes the whole face's colour: a
 		// replayed video's baked-in flashes do, at the old session's
-		// times. A live face leaves under 1.5% of the explained change
-		// unexplained (seed 11, 500 attempts: 99th percentile 0.012);
-		// replays 0.1–0.7.
+		// times. A live face leaves about 1% of the explained change
+		// unexplained (seed 11, 500 attempts: 99th percentile 0.012),
+		// replays far more (5th percentile 0.09, median 0.6).
 		{ReasonCorrelationLow, sUnexplained},
 		// (b) at a lag inside the window.
 		{ReasonLagOutOfWindow, sLag},
