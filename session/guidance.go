@@ -15,7 +15,9 @@ import (
 // frames (docs/session.md).
 type GuidanceConfig struct {
 	// MinInterocular and MaxInterocular bound the eye distance in pixels
-	// (TOO_FAR, TOO_CLOSE). 60 px is an average adult's 63 mm at 56 cm
+	// of a 640-pixel-wide frame, scaled with the frame's width (TOO_FAR,
+	// TOO_CLOSE): they stand for a distance, which a smaller frame shows
+	// with fewer pixels. 60 px is an average adult's 63 mm at 56 cm
 	// through the default camera.
 	MinInterocular, MaxInterocular float64
 	// MaxOffCenter is the largest distance of the face centre from the
@@ -35,6 +37,10 @@ type GuidanceConfig struct {
 	// below it the face is taken as occluded (FACE_OCCLUDED).
 	MinMeshScore float64
 }
+
+// guidanceReferenceWidth is the frame width, in pixels, that the
+// interocular bounds are given for.
+const guidanceReferenceWidth = 640
 
 // DefaultGuidance returns the packaged limits.
 func DefaultGuidance() GuidanceConfig {
@@ -81,10 +87,11 @@ func (g GuidanceConfig) assess(im *inference.Image, faces []inference.Face) face
 	if l.Score < g.MinMeshScore {
 		set(GuidanceFaceOccluded)
 	}
+	eyes := l.Interocular * guidanceReferenceWidth / float64(im.Width)
 	switch {
-	case l.Interocular < g.MinInterocular:
+	case eyes < g.MinInterocular:
 		set(GuidanceTooFar)
-	case l.Interocular > g.MaxInterocular:
+	case eyes > g.MaxInterocular:
 		set(GuidanceTooClose)
 	}
 	ctr := f.Detection.Box.Center()

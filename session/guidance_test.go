@@ -11,7 +11,11 @@ import (
 // the face box a textured patch around luma face (texture amplitude tex;
 // 0 gives a perfectly flat, i.e. blurred, face).
 func scene(bg, face, tex float64, box inference.Rect) *inference.Image {
-	const w, h = 640, 480
+	return sceneSized(640, 480, bg, face, tex, box)
+}
+
+// sceneSized is scene in a w×h frame.
+func sceneSized(w, h int, bg, face, tex float64, box inference.Rect) *inference.Image {
 	im := &inference.Image{Width: w, Height: h, Pix: make([]byte, w*h*3)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for y := 0; y < h; y++ {
@@ -108,5 +112,25 @@ func TestSharpnessOrdersDetail(t *testing.T) {
 	}
 	if s := Sharpness(sharp, boxOf(inference.Rect{X0: 10, Y0: 10, X1: 14, Y1: 14}, w, h)); s != 0 {
 		t.Fatalf("tiny box sharpness %.2f, want 0", s)
+	}
+}
+
+// TestGuidanceDistanceScalesWithFrame: the eye-distance bounds stand for a
+// distance, so a 320-pixel-wide frame needs half the pixels.
+func TestGuidanceDistanceScalesWithFrame(t *testing.T) {
+	g := DefaultGuidance()
+	box := inference.Rect{X0: 120, Y0: 80, X1: 200, Y1: 160}
+	small := sceneSized(320, 240, 110, 130, 80, box)
+	for _, tc := range []struct {
+		interocular float64
+		want        Guidance
+	}{
+		{35, ""},                // 70 px at 640
+		{25, GuidanceTooFar},    // 50 px at 640
+		{115, GuidanceTooClose}, // 230 px at 640
+	} {
+		if c := g.assess(small, []inference.Face{face(box, tc.interocular, 0.95, 0, 0)}); c.Guidance != tc.want {
+			t.Errorf("eye distance %.0f px in a 320-pixel frame: guidance %q, want %q", tc.interocular, c.Guidance, tc.want)
+		}
 	}
 }
