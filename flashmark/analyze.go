@@ -469,6 +469,15 @@ type bandFit struct {
 	a, b [3]float64
 }
 
+// weight is frame i's weight in the fits: w[i], or 1 when w is nil (all
+// frames count alike).
+func weight(w []float64, i int) float64 {
+	if w == nil {
+		return 1
+	}
+	return w[i]
+}
+
 // fitBand fits v ≈ m·a + β·e (m normalised to mean 1). Given the ambient
 // colour a, m is eliminated exactly by projecting every frame's colour
 // onto the plane orthogonal to a, where β is a 3x3 linear least-squares
@@ -478,22 +487,16 @@ type bandFit struct {
 func fitBand(v, e [][3]float64, w []float64) bandFit {
 	n := len(v)
 	f := bandFit{m: make([]float64, n)}
-	wt := func(i int) float64 {
-		if w == nil {
-			return 1
-		}
-		return w[i]
-	}
 	var sw float64
 	for i := range v {
-		sw += wt(i)
+		sw += weight(w, i)
 	}
 	if !(sw > 0) {
 		return f
 	}
 	for i := range v {
 		for c := 0; c < 3; c++ {
-			f.a[c] += wt(i) * v[i][c] / sw
+			f.a[c] += weight(w, i) * v[i][c] / sw
 		}
 	}
 	for iter := 0; iter < 4; iter++ {
@@ -512,7 +515,7 @@ func fitBand(v, e [][3]float64, w []float64) bandFit {
 		var A [3][3]float64
 		var B [3]float64
 		for i := range v {
-			wi := wt(i)
+			wi := weight(w, i)
 			for r := 0; r < 3; r++ {
 				for c := 0; c < 3; c++ {
 					A[r][c] += wi * e[i][r] * P[r][c] * e[i][c]
@@ -532,7 +535,7 @@ func fitBand(v, e [][3]float64, w []float64) bandFit {
 				s += f.a[c] * (v[i][c] - f.b[c]*e[i][c])
 			}
 			f.m[i] = s / an
-			mean += wt(i) * f.m[i] / sw
+			mean += weight(w, i) * f.m[i] / sw
 		}
 		if !(mean > 0) {
 			return f
@@ -540,12 +543,12 @@ func fitBand(v, e [][3]float64, w []float64) bandFit {
 		var mm float64
 		for i := range f.m {
 			f.m[i] /= mean
-			mm += wt(i) * f.m[i] * f.m[i]
+			mm += weight(w, i) * f.m[i] * f.m[i]
 		}
 		for c := 0; c < 3; c++ {
 			var s float64
 			for i := range v {
-				s += wt(i) * f.m[i] * (v[i][c] - f.b[c]*e[i][c])
+				s += weight(w, i) * f.m[i] * (v[i][c] - f.b[c]*e[i][c])
 			}
 			f.a[c] = s / mm
 		}
@@ -558,10 +561,7 @@ func fit2(v, e [][3]float64, m []float64, c int, w []float64) (a, b float64) {
 	var smm, sme, see, svm, sve float64
 	for i := range v {
 		x, y := m[i], e[i][c]
-		wi := 1.0
-		if w != nil {
-			wi = w[i]
-		}
+		wi := weight(w, i)
 		smm += wi * x * x
 		sme += wi * x * y
 		see += wi * y * y
@@ -591,10 +591,7 @@ func fitFixed(v, e [][3]float64, m, w []float64) (a, b, se [3]float64) {
 		a[c], b[c] = fit2(v, e, m, c, w)
 		var rss, smm, sme, see float64
 		for i := range v {
-			wi := 1.0
-			if w != nil {
-				wi = w[i]
-			}
+			wi := weight(w, i)
 			r := v[i][c] - a[c]*m[i] - b[c]*e[i][c]
 			rss += wi * r * r
 			smm += wi * m[i] * m[i]
@@ -698,17 +695,11 @@ func moments(x, y, w []float64) (sxy, sxx, syy float64) {
 	if len(x) < 3 {
 		return 0, 0, 0
 	}
-	wt := func(i int) float64 {
-		if w == nil {
-			return 1
-		}
-		return w[i]
-	}
 	var mx, my, n float64
 	for i := range x {
-		mx += wt(i) * x[i]
-		my += wt(i) * y[i]
-		n += wt(i)
+		mx += weight(w, i) * x[i]
+		my += weight(w, i) * y[i]
+		n += weight(w, i)
 	}
 	if !(n > 0) {
 		return 0, 0, 0
@@ -716,9 +707,9 @@ func moments(x, y, w []float64) (sxy, sxx, syy float64) {
 	mx, my = mx/n, my/n
 	for i := range x {
 		dx, dy := x[i]-mx, y[i]-my
-		sxy += wt(i) * dx * dy
-		sxx += wt(i) * dx * dx
-		syy += wt(i) * dy * dy
+		sxy += weight(w, i) * dx * dy
+		sxx += weight(w, i) * dx * dx
+		syy += weight(w, i) * dy * dy
 	}
 	return sxy, sxx, syy
 }

@@ -20,16 +20,10 @@ import "math"
 // the same units. ok is false when a band's fit is degenerate.
 func unexplainedChange(res lagResult, w []float64) (share, se float64, ok bool) {
 	n := len(res.bandV[0])
-	wt := func(i int) float64 {
-		if w == nil {
-			return 1
-		}
-		return w[i]
-	}
 	var resid [gridRows][][3]float64
 	signal := make([][3]float64, n)
 	for b := 0; b < gridRows; b++ {
-		r, s, fitted := colourMatrixFit(res.bandV[b], res.bandE[b], res.fits[b].m, wt)
+		r, s, fitted := colourMatrixFit(res.bandV[b], res.bandE[b], res.fits[b].m, w)
 		if !fitted {
 			return math.NaN(), math.NaN(), false
 		}
@@ -51,17 +45,17 @@ func unexplainedChange(res lagResult, w []float64) (share, se float64, ok bool) 
 				s2 += r * r
 				s4 += r * r * r * r
 			}
-			common += wt(i) * sum * sum
-			separate += wt(i) * s2
+			common += weight(w, i) * sum * sum
+			separate += weight(w, i) * s2
 			// Var(Σ_{b≠b'} r_b r_b') for independent residuals.
-			nullVar += wt(i) * wt(i) * 2 * (s2*s2 - s4)
-			mean += wt(i) * signal[i][c]
-			sw += wt(i)
+			nullVar += weight(w, i) * weight(w, i) * 2 * (s2*s2 - s4)
+			mean += weight(w, i) * signal[i][c]
+			sw += weight(w, i)
 		}
 		mean /= sw
 		for i := 0; i < n; i++ {
 			d := signal[i][c] - mean
-			explained += wt(i) * d * d
+			explained += weight(w, i) * d * d
 		}
 	}
 	if !(explained > 0) {
@@ -71,38 +65,39 @@ func unexplainedChange(res lagResult, w []float64) (share, se float64, ok bool) 
 }
 
 // colourMatrixFit fits v_c(i) ≈ a_c·m(i) + Σ_k M_ck·(e_k(i) − ē_k) per
-// channel c with m given, and returns the residuals and the fitted
-// screen part M·(e − ē). The palette's colours share one luminance, so the
-// centred emissions nearly lie in a plane; a ridge of a millionth of their
-// power keeps M defined without moving the fit.
-func colourMatrixFit(v, e [][3]float64, m []float64, wt func(int) float64) (resid, signal [][3]float64, ok bool) {
+// channel c, with m given and the frames weighted by w (nil: alike), and
+// returns the residuals and the fitted screen part M·(e − ē). The
+// palette's colours share one luminance, so the centred emissions nearly
+// lie in a plane; a ridge of a millionth of their power keeps M defined
+// without moving the fit.
+func colourMatrixFit(v, e [][3]float64, m, w []float64) (resid, signal [][3]float64, ok bool) {
 	n := len(v)
 	var mean [3]float64
 	var sw float64
 	for i := 0; i < n; i++ {
 		for k := 0; k < 3; k++ {
-			mean[k] += wt(i) * e[i][k]
+			mean[k] += weight(w, i) * e[i][k]
 		}
-		sw += wt(i)
+		sw += weight(w, i)
 	}
 	if !(sw > 0) {
 		return nil, nil, false
 	}
 	var power float64
 	x := make([][]float64, n+3)
-	w := make([]float64, n+3)
+	rowW := make([]float64, n+3)
 	for i := 0; i < n; i++ {
 		x[i] = []float64{m[i], e[i][0] - mean[0]/sw, e[i][1] - mean[1]/sw, e[i][2] - mean[2]/sw}
-		w[i] = wt(i)
+		rowW[i] = weight(w, i)
 		for k := 1; k < 4; k++ {
-			power += w[i] * x[i][k] * x[i][k]
+			power += rowW[i] * x[i][k] * x[i][k]
 		}
 	}
 	ridge := math.Sqrt(1e-6 * power)
 	for k := 0; k < 3; k++ {
 		x[n+k] = make([]float64, 4)
 		x[n+k][1+k] = ridge
-		w[n+k] = 1
+		rowW[n+k] = 1
 	}
 	resid, signal = make([][3]float64, n), make([][3]float64, n)
 	y := make([]float64, n+3)
@@ -110,7 +105,7 @@ func colourMatrixFit(v, e [][3]float64, m []float64, wt func(int) float64) (resi
 		for i := 0; i < n; i++ {
 			y[i] = v[i][c]
 		}
-		f, fitted := fitLinear(x, y, w)
+		f, fitted := fitLinear(x, y, rowW)
 		if !fitted {
 			return nil, nil, false
 		}
