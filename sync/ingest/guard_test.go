@@ -60,7 +60,7 @@ func TestES256Device(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCount(t, f, 1, 0)
-	items := f.pub.receipts(t, "glint/v1/dev-tpm/receipt", f.hub)
+	items := f.pub.waitReceipts(t, "glint/v1/dev-tpm/receipt", f.hub, 1)
 	if len(items) != 1 || items[0].Status != envelope.ReceiptStored {
 		t.Fatalf("%+v", items)
 	}

@@ -55,6 +55,21 @@ func (r *recorder) receipts(t *testing.T, topic string, hub *device.Key) []envel
 	return out
 }
 
+// waitReceipts polls until at least n receipt items were sent to topic and
+// returns them. Receipts are published after the store commits, so a test
+// that has seen the rows land must still wait for them.
+func (r *recorder) waitReceipts(t *testing.T, topic string, hub *device.Key, n int) []envelope.ReceiptItem {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		items := r.receipts(t, topic, hub)
+		if len(items) >= n || time.Now().After(deadline) {
+			return items
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 type fixture struct {
 	st      *store.Store
 	in      *ingest.Ingest
@@ -148,11 +163,7 @@ func TestIngestStoresAndReceipts(t *testing.T) {
 				f.in.Submit(ctx, "glint/v1/dev-1/result", e)
 			}
 			waitCount(t, f, 300, 0)
-			deadline := time.Now().Add(5 * time.Second)
-			for len(f.pub.receipts(t, "glint/v1/dev-1/receipt", f.hub)) < 310 && time.Now().Before(deadline) {
-				time.Sleep(5 * time.Millisecond)
-			}
-			rcs := f.pub.receipts(t, "glint/v1/dev-1/receipt", f.hub)
+			rcs := f.pub.waitReceipts(t, "glint/v1/dev-1/receipt", f.hub, 310)
 			stored, dup := 0, 0
 			for _, rc := range rcs {
 				switch rc.Status {
@@ -260,14 +271,7 @@ func TestIngestRejects(t *testing.T) {
 					t.Errorf("metric rejected{%s} = %v, want %d", reason, got, n)
 				}
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			var rcs []envelope.ReceiptItem
-			for time.Now().Before(deadline) {
-				if rcs = f.pub.receipts(t, "glint/v1/dev-1/receipt", f.hub); len(rcs) >= 3 {
-					break
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			rcs := f.pub.waitReceipts(t, "glint/v1/dev-1/receipt", f.hub, 3)
 			var statuses []string
 			for _, rc := range rcs {
 				statuses = append(statuses, rc.Status+":"+rc.Reason)
@@ -318,12 +322,8 @@ func TestIngestRetriesCommit(t *testing.T) {
 	go func() { done <- in.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	in.Submit(ctx, "glint/v1/dev-1/result", sign(t, dev, record(t, "dev-1", 1)))
-	deadline := time.Now().Add(10 * time.Second)
-	for len(pub.receipts(t, "glint/v1/dev-1/receipt", hub)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no receipt after the store recovered")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if len(pub.waitReceipts(t, "glint/v1/dev-1/receipt", hub, 1)) == 0 {
+		t.Fatal("no receipt after the store recovered")
 	}
 	if n, _, _ := st.Counts(context.Background()); n != 1 {
 		t.Fatalf("stored %d", n)
