@@ -141,6 +141,10 @@ type measurement struct {
 	// w weighs frames in the fits (nil: all 1); frames the face model
 	// cannot explain (a blink, a passing shadow) get less.
 	w []float64
+	// faceWidth is the reference frame's face box width over the focal
+	// length in pixels: about the face's angular width in radians, which
+	// says how near the face is.
+	faceWidth float64
 }
 
 // prepare checks the input, builds the emission timeline and reduces
@@ -231,6 +235,7 @@ func prepare(in Input, hfov float64) (*measurement, error) {
 		return nil, fmt.Errorf("%w: frame %d: %v", ErrAnalysis, ref.i, err)
 	}
 	patch, havePatch := newFacePatch(refRGB, refFrame.Width, refFrame.Height, ref.box)
+	m.faceWidth = float64(ref.box.Dx()) / focalLength(refFrame.Width, hfov)
 	var buf []byte
 	centre := func(r image.Rectangle) image.Point { return r.Min.Add(r.Max).Div(2) }
 	for _, u := range use {
@@ -250,8 +255,7 @@ func prepare(in Input, hfov float64) (*measurement, error) {
 				}
 			}
 		}
-		focal := float64(f.Width) / 2 / math.Tan(hfov*math.Pi/360)
-		fs, ok := measureFrame(rgb, f.Width, f.Height, box, focal)
+		fs, ok := measureFrame(rgb, f.Width, f.Height, box, focalLength(f.Width, hfov))
 		if !ok {
 			continue
 		}
@@ -262,6 +266,12 @@ func prepare(in Input, hfov float64) (*measurement, error) {
 		}
 	}
 	return m, nil
+}
+
+// focalLength is the focal length in pixels of a camera whose frame is
+// width pixels wide with a horizontal field of view of hfov degrees.
+func focalLength(width int, hfov float64) float64 {
+	return float64(width) / 2 / math.Tan(hfov*math.Pi/360)
 }
 
 // boxSmoothFrames is the half-width of the moving average over face-box

@@ -29,6 +29,7 @@ type features struct {
 	texture    float64 // share of the response that follows the face's texture (textureFit)
 	textureSE  float64
 	clipped    float64 // mean fraction of the face's pixels at full scale
+	faceWidth  float64 // face box width over the focal length (measurement.faceWidth)
 	registered float64 // fraction of the frames registered to the reference face
 	// unexplained is the face-wide colour change the sequence does not
 	// explain over what it explains (unexplainedChange); NaN when the fit
@@ -38,7 +39,7 @@ type features struct {
 
 // measure runs the lag search and the region fits.
 func (m *measurement) measure(win [2]time.Duration) features {
-	ft := features{frames: len(m.frames), gBg: math.NaN(), bgRatio: math.NaN()}
+	ft := features{frames: len(m.frames), gBg: math.NaN(), bgRatio: math.NaN(), faceWidth: m.faceWidth}
 	for i := range m.frames {
 		ft.clipped += m.frames[i].clipped / float64(len(m.frames))
 	}

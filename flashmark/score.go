@@ -108,6 +108,18 @@ func (c AnalysisConfig) withDefaults() (AnalysisConfig, error) {
 	return c, nil
 }
 
+// reliefRefWidth is the face width (the face box's width over the focal
+// length, about its angle in radians) at which the relief-depth ramp
+// applies as given: a face about 60 cm away (on the simulator the
+// detector's box width times the distance is 0.165 m, 0.15–0.19 for the
+// middle 80% of the registry faces; seed 3). Nearer faces must show more
+// relief, in proportion to the square root of their width: the screen's
+// light changes direction and strength more across a nearer face, so a
+// face's relief and a bent print's curvature both read deeper, a face's
+// by 1.6× from 60 to 30 cm (seed 7: 5th percentile 0.106 at 0.60–0.65 m,
+// 0.173 at 0.30–0.35 m) and a print's as much (largest 0.075 and 0.103).
+const reliefRefWidth = 0.275
+
 // checkParams are the ramps of the checks: each sub-score rises linearly
 // from 0 at the first value to 1 at the second (falls, for irregular).
 // Calibrated on simulator seed 7 (docs/liveness.md), never on the
@@ -166,6 +178,7 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 			"curvature_se":         ft.curvSE,
 			"passive":              passive,
 			"face_clipped":         ft.clipped,
+			"face_width":           ft.faceWidth,
 			"registered":           ft.registered,
 			"face_template":        ft.tmpl,
 			"face_template_se":     ft.tmplSE,
@@ -217,6 +230,13 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		sUnexplained = 1
 		a.Evidence["unexplained_unmeasured"] = 1
 	}
+	// The relief bar rises for a face nearer than reliefRefWidth's and
+	// never falls below the ramp for a farther one.
+	reliefScale := 1.0
+	if ft.faceWidth > reliefRefWidth {
+		reliefScale = math.Sqrt(ft.faceWidth / reliefRefWidth)
+	}
+	a.Evidence["relief_scale"] = reliefScale
 	checks := []check{
 		// (a) the colour follows the emitted sequence channel by
 		// channel: the median channel (one channel may carry little
@@ -242,10 +262,11 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		// (d) the face's regions respond differently (relief), with
 		// structure above the noise...
 		{ReasonFlatShading, ramp(ft.shadingZ, p.shadingZ[0], p.shadingZ[1])},
-		// ... as deep as a face's: what the plane leaves of a bent or
-		// tilted print is under a tenth of its mean response (seed-7
-		// and seed-11 prints 0.06–0.08), a face's relief leaves 0.10–0.48.
-		{ReasonFlatShading, ramp(ft.shading, p.relief[0], p.relief[1])},
+		// ... as deep as a face's at its distance: what the plane
+		// leaves of a bent or tilted print 60 cm away is under a tenth
+		// of its mean response (seed 7: at most 0.075), a face's relief
+		// leaves 0.096–0.64; both read deeper nearer (reliefRefWidth).
+		{ReasonFlatShading, ramp(ft.shading, p.relief[0]*reliefScale, p.relief[1]*reliefScale)},
 		// ... shaped like a face's: beyond a plane (a print's tilt or
 		// bend), the cells follow faceTemplate (brow and upper cheeks
 		// facing away from the screen below, nose and mouth facing it).

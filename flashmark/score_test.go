@@ -1,0 +1,53 @@
+package flashmark
+
+import (
+	"slices"
+	"testing"
+)
+
+// liveFeatures is a measurement every check passes: a live face about 60
+// cm away.
+func liveFeatures() features {
+	return features{
+		frames: 40, lag: 0.008, r: [3]float64{0.99, 0.98, 0.99}, corr: 0.99, corrIn: 0.99, lagIn: 0.008,
+		gFace: 0.1, gFaceSE: 0.001, gBg: 0.02, bgRatio: 0.3, bgRatioSE: 0.01,
+		shading: 0.2, shadingZ: 10, curv: 0, curvSE: 0.01,
+		tmpl: 1, tmplSE: 0.1, tmplMisfit: 0.1, texture: 1, textureSE: 0.1,
+		faceWidth: reliefRefWidth, unexplained: 0.001, unexplainedSE: 0.001,
+	}
+}
+
+// TestReliefBarFollowsDistance: a relief depth of 0.09 is a face's 60 cm
+// away, and a bent print's 30 cm away, where a face's relief reads deeper.
+// Farther than 60 cm the bar does not fall.
+func TestReliefBarFollowsDistance(t *testing.T) {
+	cfg, err := AnalysisConfig{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := score(liveFeatures(), -1, cfg); !a.Live || a.Evidence["relief_scale"] != 1 {
+		t.Fatalf("live features declined: %v %v", a.Reasons, a.Evidence)
+	}
+	for _, tc := range []struct {
+		name      string
+		faceWidth float64
+		shading   float64
+		live      bool
+	}{
+		{"60 cm, face's relief", reliefRefWidth, 0.09, true},
+		{"30 cm, same relief", 2 * reliefRefWidth, 0.09, false},
+		{"30 cm, a near face's relief", 2 * reliefRefWidth, 0.16, true},
+		{"80 cm, print's relief", 0.75 * reliefRefWidth, 0.06, false},
+		{"80 cm, face's relief", 0.75 * reliefRefWidth, 0.09, true},
+	} {
+		ft := liveFeatures()
+		ft.faceWidth, ft.shading = tc.faceWidth, tc.shading
+		a := score(ft, -1, cfg)
+		if a.Live != tc.live {
+			t.Errorf("%s: live %v (score %.1f, reasons %v), want %v", tc.name, a.Live, a.Score, a.Reasons, tc.live)
+		}
+		if !tc.live && !slices.Contains(a.Reasons, ReasonFlatShading) {
+			t.Errorf("%s: reasons %v, want %s", tc.name, a.Reasons, ReasonFlatShading)
+		}
+	}
+}
