@@ -113,12 +113,17 @@ func (c AnalysisConfig) withDefaults() (AnalysisConfig, error) {
 // applies as given: a face about 60 cm away (on the simulator the
 // detector's box width times the distance is 0.165 m, 0.15–0.19 for the
 // middle 80% of the registry faces; seed 3). Nearer faces must show more
-// relief, in proportion to the square root of their width: the screen's
-// light changes direction and strength more across a nearer face, so a
-// face's relief and a bent print's curvature both read deeper, a face's
-// by 1.6× from 60 to 30 cm (seed 7: 5th percentile 0.106 at 0.60–0.65 m,
-// 0.173 at 0.30–0.35 m) and a print's as much (largest 0.075 and 0.103).
+// relief, in proportion to their width to the power reliefExponent: the
+// screen's light changes direction and strength more across a nearer
+// face, so a face's relief and a bent print's curvature both read deeper,
+// a face's by 1.63× from 60 to 30 cm (seed 7: 5th percentile 0.106 at
+// 0.60–0.65 m, 0.173 at 0.30–0.35 m; 1.63 = 2^0.7) and a print's as much
+// (largest 0.075 and 0.103).
 const reliefRefWidth = 0.275
+
+// reliefExponent is how the relief bar grows with the face's width
+// (reliefRefWidth).
+const reliefExponent = 0.7
 
 // checkParams are the ramps of the checks: each sub-score rises linearly
 // from 0 at the first value to 1 at the second (falls, for irregular).
@@ -234,7 +239,7 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 	// never falls below the ramp for a farther one.
 	reliefScale := 1.0
 	if ft.faceWidth > reliefRefWidth {
-		reliefScale = math.Sqrt(ft.faceWidth / reliefRefWidth)
+		reliefScale = math.Pow(ft.faceWidth/reliefRefWidth, reliefExponent)
 	}
 	a.Evidence["relief_scale"] = reliefScale
 	checks := []check{
