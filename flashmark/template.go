@@ -20,12 +20,31 @@ var faceTemplate = [numCells]float64{
 	1.059, 1.480, 1.059,
 }
 
+// faceTemplateMode is how live faces differ from one another beyond
+// faceTemplate (row by row, unit length): the first principal component
+// of what the plane and faceTemplate leave in the cells of the bona fide
+// attempts of simulator seed 7 (48% of that residual variance; the
+// calibration seed again, docs/liveness.md). A face's own shape (brow
+// height, the nose's length, the photo's pose) sets how much of it a face
+// shows, steadily from session to session, and either sign occurs; it is
+// not left-right symmetric because yaw is part of it. Fitting it as a
+// free multiple keeps those faces' misfit and template multiple where
+// other faces' are (seed 11: bona fide attempts scoring under 70 fell from
+// 10 to 4 of 500), and it does not describe a glint in one cell or a
+// print's flat response, so the checks built on the fit still see those.
+var faceTemplateMode = [numCells]float64{
+	0.280, 0.110, 0.404,
+	-0.189, -0.380, -0.055,
+	0.212, -0.408, -0.144,
+	0.511, 0.213, 0.157,
+}
+
 // templateFit fits the cells' normalised responses with a plane (a tilted
 // or bent print's gradient, the screen's own angle) plus a multiple of
-// faceTemplate, weighted by the cells' precision, and returns that
-// multiple with its standard error (scaled up by the fit's reduced χ when
-// the residuals exceed the noise), and the misfit: the residuals' RMS
-// relative to the cells' mean. The multiple is about 1 on a face and about
+// faceTemplate and one of faceTemplateMode, weighted by the cells'
+// precision, and returns the multiple of faceTemplate with its standard
+// error (scaled up by the fit's reduced χ when the residuals exceed the
+// noise), and the misfit: the residuals' RMS relative to the cells' mean. The multiple is about 1 on a face and about
 // 0 on a flat surface, whatever its tilt; the misfit is small on a face
 // (what the template and the plane leave is the face's own variation) and
 // large where a glint or a display's own light lands in some cells.
@@ -62,11 +81,12 @@ func templateFit(gc, sec [numCells][3]float64) (coef, se, misfit float64) {
 }
 
 // cellRegressors are cell k's plane terms (1, u, v: the cell centre in box
-// units, ±0.5 at the edges) and its template value.
-func cellRegressors(k int) [4]float64 {
+// units, ±0.5 at the edges), its template value and its template mode
+// value.
+func cellRegressors(k int) [5]float64 {
 	u := (float64(k%gridCols)+0.5)/gridCols - 0.5
 	v := (float64(k/gridCols)+0.5)/gridRows - 0.5
-	return [4]float64{1, u, v, faceTemplate[k]}
+	return [5]float64{1, u, v, faceTemplate[k], faceTemplateMode[k]}
 }
 
 // combineCells normalises every channel's cell responses by their mean

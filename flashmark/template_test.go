@@ -19,6 +19,10 @@ func cellsOf(pattern func(k int) float64, se float64) (gc, sec [numCells][3]floa
 }
 
 func TestTemplateFit(t *testing.T) {
+	var modeMean float64
+	for _, v := range faceTemplateMode {
+		modeMean += v / numCells
+	}
 	plane := func(k int) float64 {
 		x := cellRegressors(k)
 		return 1 + 0.3*x[1] - 0.4*x[2] // a tilted print
@@ -31,6 +35,11 @@ func TestTemplateFit(t *testing.T) {
 		{"face", func(k int) float64 { return faceTemplate[k] }, 1},
 		{"tilted face", func(k int) float64 { return faceTemplate[k] + plane(k) - 1 }, 1},
 		{"half relief", func(k int) float64 { return 0.5*faceTemplate[k] + 0.5 }, 0.5},
+		// A face whose own shape departs from the typical one along
+		// faceTemplateMode, as far as the seed-7 faces that depart most
+		// (the mode's mean taken out: the fit sees responses relative to
+		// their mean).
+		{"face of its own shape", func(k int) float64 { return faceTemplate[k] - 0.4*(faceTemplateMode[k]-modeMean) }, 1},
 		{"tilted print", plane, 0},
 		{"flat", func(int) float64 { return 1 }, 0},
 	} {
