@@ -52,3 +52,35 @@ func TestReliefBarFollowsDistance(t *testing.T) {
 		}
 	}
 }
+
+// TestTextureBar: a close display's glass reads a texture share of
+// 0.21–0.26 where its picture shows through (seeds 31 and 23), the
+// thinnest-textured live face that the rest of the checks accept 0.39
+// (seed 11); a face whose texture cannot be measured is not judged on it.
+func TestTextureBar(t *testing.T) {
+	cfg, err := AnalysisConfig{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		texture, se float64
+		live        bool
+	}{
+		{"skin", 0.8, 0.1, true},
+		{"thin skin texture", 0.39, 0.15, true},
+		{"display showing through", 0.26, 0.08, false},
+		{"glass", 0.02, 0.1, false},
+		{"unmeasurable", 0.02, 0.5, true},
+	} {
+		ft := liveFeatures()
+		ft.texture, ft.textureSE = tc.texture, tc.se
+		a := score(ft, -1, cfg)
+		if a.Live != tc.live {
+			t.Errorf("%s: live %v (score %.1f, reasons %v), want %v", tc.name, a.Live, a.Score, a.Reasons, tc.live)
+		}
+		if !tc.live && !slices.Contains(a.Reasons, ReasonUntextured) {
+			t.Errorf("%s: reasons %v, want %s", tc.name, a.Reasons, ReasonUntextured)
+		}
+	}
+}
