@@ -56,7 +56,8 @@ func TestReliefBarFollowsDistance(t *testing.T) {
 // TestTextureBar: a close display's glass reads a texture share of
 // 0.21–0.26 where its picture shows through (seeds 31 and 23), the
 // thinnest-textured live face that the rest of the checks accept 0.39
-// (seed 11); a face whose texture cannot be measured is not judged on it.
+// (seed 11). A texture that cannot be measured is not skin's texture
+// shown: STANDARD declines it, LOOSE gives the benefit of the doubt.
 func TestTextureBar(t *testing.T) {
 	cfg, err := AnalysisConfig{}.withDefaults()
 	if err != nil {
@@ -71,7 +72,7 @@ func TestTextureBar(t *testing.T) {
 		{"thin skin texture", 0.39, 0.15, true},
 		{"display showing through", 0.26, 0.08, false},
 		{"glass", 0.02, 0.1, false},
-		{"unmeasurable", 0.02, 0.5, true},
+		{"unmeasurable", 0.9, 0.5, false},
 	} {
 		ft := liveFeatures()
 		ft.texture, ft.textureSE = tc.texture, tc.se
@@ -82,5 +83,14 @@ func TestTextureBar(t *testing.T) {
 		if !tc.live && !slices.Contains(a.Reasons, ReasonUntextured) {
 			t.Errorf("%s: reasons %v, want %s", tc.name, a.Reasons, ReasonUntextured)
 		}
+	}
+	ft := liveFeatures()
+	ft.textureSE = 0.5
+	loose, err := AnalysisConfig{Level: LevelLoose}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := score(ft, -1, loose); !a.Live || a.Evidence["texture_unmeasured"] != 1 {
+		t.Errorf("unmeasurable texture at LOOSE: live %v (score %.1f), evidence %v", a.Live, a.Score, a.Evidence)
 	}
 }
