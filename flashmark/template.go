@@ -44,10 +44,11 @@ var faceTemplateMode = [numCells]float64{
 // faceTemplate and one of faceTemplateMode, weighted by the cells'
 // precision, and returns the multiple of faceTemplate with its standard
 // error (scaled up by the fit's reduced χ when the residuals exceed the
-// noise), and the misfit: the residuals' RMS relative to the cells' mean. The multiple is about 1 on a face and about
-// 0 on a flat surface, whatever its tilt; the misfit is small on a face
-// (what the template and the plane leave is the face's own variation) and
-// large where a glint or a display's own light lands in some cells.
+// noise), and the misfit: the residuals' RMS relative to the cells' mean.
+// The multiple is about 1 on a face and about 0 on a flat surface,
+// whatever its tilt; the misfit is small on a face (what the template,
+// its mode and the plane leave is the face's own variation) and large
+// where a glint or a display's own light lands in some cells.
 func templateFit(gc, sec [numCells][3]float64) (coef, se, misfit float64) {
 	g, e, ok := combineCells(gc, sec)
 	if !ok {
