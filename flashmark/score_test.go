@@ -43,13 +43,19 @@ func TestReliefBarFollowsDistance(t *testing.T) {
 	} {
 		ft := liveFeatures()
 		ft.faceWidth, ft.shading = tc.faceWidth, tc.shading
-		a := score(ft, -1, cfg)
-		if a.Live != tc.live {
-			t.Errorf("%s: live %v (score %.1f, reasons %v), want %v", tc.name, a.Live, a.Score, a.Reasons, tc.live)
-		}
-		if !tc.live && !slices.Contains(a.Reasons, ReasonFlatShading) {
-			t.Errorf("%s: reasons %v, want %s", tc.name, a.Reasons, ReasonFlatShading)
-		}
+		wantVerdict(t, tc.name, score(ft, -1, cfg), tc.live, ReasonFlatShading)
+	}
+}
+
+// wantVerdict checks a score's verdict and, when it declines, that reason
+// is among its reasons.
+func wantVerdict(t *testing.T, name string, a *Analysis, live bool, reason string) {
+	t.Helper()
+	if a.Live != live {
+		t.Errorf("%s: live %v (score %.1f, reasons %v), want %v", name, a.Live, a.Score, a.Reasons, live)
+	}
+	if !live && !slices.Contains(a.Reasons, reason) {
+		t.Errorf("%s: reasons %v, want %s", name, a.Reasons, reason)
 	}
 }
 
@@ -76,13 +82,7 @@ func TestTextureBar(t *testing.T) {
 	} {
 		ft := liveFeatures()
 		ft.texture, ft.textureSE = tc.texture, tc.se
-		a := score(ft, -1, cfg)
-		if a.Live != tc.live {
-			t.Errorf("%s: live %v (score %.1f, reasons %v), want %v", tc.name, a.Live, a.Score, a.Reasons, tc.live)
-		}
-		if !tc.live && !slices.Contains(a.Reasons, ReasonUntextured) {
-			t.Errorf("%s: reasons %v, want %s", tc.name, a.Reasons, ReasonUntextured)
-		}
+		wantVerdict(t, tc.name, score(ft, -1, cfg), tc.live, ReasonUntextured)
 	}
 	ft := liveFeatures()
 	ft.textureSE = 0.5
