@@ -305,8 +305,9 @@ func score(ft features, passive float64, cfg AnalysisConfig) *Analysis {
 		{ReasonIrregular, ramp(ft.curv+2*ft.curvSE, p.curvature[0], p.curvature[1])},
 		// (e) the response carries the face's texture, as light
 		// reflected by the skin does, not a glass's smooth glare: skin
-		// reads 0.39 and up, a close display whose picture shows through
-		// its glare up to 0.26 (TestTextureBar).
+		// reads 0.43 and up on seeds 7 and 11 but for one thin-textured
+		// face closer than 37 cm (0.21–0.40), a close display whose
+		// picture shows through its glare 0.21–0.33 (TestTextureBar).
 		{ReasonUntextured, sTexture},
 	}
 	if passive >= 0 {
