@@ -59,11 +59,12 @@ func wantVerdict(t *testing.T, name string, a *Analysis, live bool, reason strin
 	}
 }
 
-// TestTextureBar: a close display's glass reads a texture share of
-// 0.21–0.26 where its picture shows through (seeds 31 and 23), the
-// thinnest-textured live face that the rest of the checks accept 0.39
-// (seed 11). A texture that cannot be measured is not skin's texture
-// shown: STANDARD declines it, LOOSE gives the benefit of the doubt.
+// TestTextureBar: a close display's glass reads a texture share of up to
+// 0.23 ± 0.06 where its picture shows through (seed 101), the
+// thinnest-textured live face that the rest of the checks accept 0.45 ±
+// 0.07 (seed 11). A texture that cannot be measured (a faint glare: 0.31
+// ± 0.22, seed 11) is not skin's texture shown: STANDARD declines it,
+// LOOSE gives the benefit of the doubt.
 func TestTextureBar(t *testing.T) {
 	cfg, err := AnalysisConfig{}.withDefaults()
 	if err != nil {
@@ -75,9 +76,10 @@ func TestTextureBar(t *testing.T) {
 		live        bool
 	}{
 		{"skin", 0.8, 0.1, true},
-		{"thin skin texture", 0.39, 0.15, true},
-		{"display showing through", 0.26, 0.08, false},
-		{"glass", 0.02, 0.1, false},
+		{"thin skin texture", 0.45, 0.07, true},
+		{"display showing through", 0.23, 0.06, false},
+		{"glass", 0.02, 0.05, false},
+		{"faint glare", 0.31, 0.22, false},
 		{"unmeasurable", 0.9, 0.5, false},
 	} {
 		ft := liveFeatures()
