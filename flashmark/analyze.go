@@ -45,9 +45,8 @@ const (
 // across the face box and 16 down, each about a centimetre of face: the
 // size of a brow, an eye or a lip, which the texture check (textureFit)
 // needs resolved. Blocks twice as large (2×2 per cell) averaged them with
-// the skin around them: a live face's texture share read 0.38–0.52 ± 0.1
-// at 32 cm where a close display's glass read 0.22–0.31 ± 0.15; with
-// 4×4, 0.55–0.72 ± 0.07 against 0.18–0.23 ± 0.06 (TestAnalyzeCloseTexture,
+// the skin around them, and the texture share of a live face 32 cm away
+// was uncertain by ±0.15 instead of ±0.07 (TestAnalyzeCloseTexture,
 // docs/liveness.md).
 const (
 	fineSplit = 4

@@ -195,9 +195,10 @@ func TestAnalyzeFollowsSway(t *testing.T) {
 // picture showed through their glare on held-out seeds (docs/liveness.md:
 // face-api sample5 #2 on seeds 37 and 43, sample6 #3 on seed 101) and the
 // live face with the thinnest texture (sample3 #2) stay apart in texture
-// share, with the texture check's ramp (0.25–0.45) between them. The fine
+// share, with the texture check's ramp (0.35–0.55) between them. The fine
 // grid resolves brows, eyes and lips: with blocks twice as large the
-// displays read up to 0.31 and the live face down to 0.38.
+// displays read up to 0.37 and the live face's share is uncertain by
+// ±0.15 (±0.07 on the fine grid).
 func TestAnalyzeCloseTexture(t *testing.T) {
 	close := func(p *sim.Params) {
 		p.DistanceM = 0.32
@@ -222,11 +223,11 @@ func TestAnalyzeCloseTexture(t *testing.T) {
 			}
 			share, se := res.Evidence["face_texture"], res.Evidence["face_texture_se"]
 			t.Logf("%s, seed %d: texture %.2f ± %.2f", tc.name, seed, share, se)
-			if tc.species == sim.BonaFide && !(share >= 0.45) {
-				t.Errorf("%s, seed %d: texture share %.2f ± %.2f, want ≥ 0.45 (skin)", tc.name, seed, share, se)
+			if tc.species == sim.BonaFide && !(share >= 0.55 && se <= 0.1) {
+				t.Errorf("%s, seed %d: texture share %.2f ± %.2f, want ≥ 0.55 (skin) within ±0.1", tc.name, seed, share, se)
 			}
-			if tc.species == sim.Screen && !(share <= 0.25) {
-				t.Errorf("%s, seed %d: texture share %.2f ± %.2f, want ≤ 0.25 (glass)", tc.name, seed, share, se)
+			if tc.species == sim.Screen && !(share <= 0.35) {
+				t.Errorf("%s, seed %d: texture share %.2f ± %.2f, want ≤ 0.35 (glass)", tc.name, seed, share, se)
 			}
 			if tc.species == sim.Screen && res.Live {
 				t.Errorf("%s, seed %d: display accepted (score %.1f)", tc.name, seed, res.Score)

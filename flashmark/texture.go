@@ -23,9 +23,9 @@ const minTextureBlocks = 12
 // the texture check to run: beyond it the face shows too little texture
 // (at the camera's resolution) to tell a glass's glare from skin, and the
 // check scores textureUnmeasuredScore. Live faces inside the operating
-// distance measure 0.03–0.14 (seeds 7, 11 and the close-range seed 101,
-// 1,100 attempts); a few screens measure 0.2–0.22 with a share of about
-// 0.3 (docs/liveness.md).
+// distance measure 0.03–0.16 (seeds 7, 11 and the close-range seed 101,
+// 1,100 attempts); a faint glare can read a share of 0.3 ± 0.22
+// (docs/liveness.md).
 const maxTextureSE = 0.2
 
 // blockResponse is one fine block's ambient level and response to the
@@ -76,21 +76,24 @@ func (m *measurement) fineBlocks(lag float64) []blockResponse {
 	return out
 }
 
-// textureFit fits the blocks' responses with a multiple of their ambient
-// levels plus a smooth quadratic surface in the block position (the glare
-// of a glass, or anything else the albedo does not modulate), weighted by
-// precision, and returns the share of the mean response that the
-// albedo-proportional term carries, with its standard error (scaled up by
-// the fit's reduced χ when the residuals exceed the noise): about 1 on
-// skin or paper, about 0 on a display's glass. The surface is quadratic,
-// not a plane, because a glossy glass reflects the kiosk screen as a lobe
-// (a bump as wide as the face from 30 cm), and a picture is brighter in
-// the face's middle than at its hairline: with a plane, the lobe's
-// curvature followed the picture's brightness and close screens measured
-// up to 0.8 (docs/liveness.md, session 7). The relief's shading varies
-// the blocks too (the room lights the brow, the screen below the chin)
-// and pulls the share down where the face shows little texture at the
-// camera's resolution; the standard error is then large. NaN when fewer
+// textureFit fits the blocks' responses as the ambient level times a
+// plane in the block position (light reflected through the albedo: the
+// ambient level carries the face's texture, the plane the relief's
+// shading across the face) plus a smooth quadratic surface (the glare of
+// a glass, or anything else the albedo does not modulate), weighted by
+// precision, and returns the share of the mean response that the first
+// term carries, with its standard error (scaled up by the fit's reduced χ
+// when the residuals exceed the noise): about 1 on skin or paper, about 0
+// on a display's glass. Skin reflects the screen's light through its
+// albedo times the relief's angle to the screen, a product: until session
+// 9 the fit had one multiple of the ambient level, and the shading of a
+// face 30 cm from the screen leaked into the smooth term (live faces read
+// as little as 0.27 at 30 cm; a quadratic shading surface lets close
+// displays' glare read up to 0.48, docs/liveness.md). The glare surface
+// is quadratic, not a plane, because a glossy glass reflects the kiosk
+// screen as a lobe (a bump as wide as the face from 30 cm), and a picture
+// is brighter in the face's middle than at its hairline: with a plane,
+// the lobe's curvature followed the picture's brightness. NaN when fewer
 // than minTextureBlocks blocks were measured or the mean response is not
 // positive.
 func textureFit(blocks []blockResponse) (share, se float64) {
@@ -111,12 +114,20 @@ func textureFit(blocks []blockResponse) (share, se float64) {
 	if !(bm > 0) {
 		return math.NaN(), math.NaN()
 	}
-	// In units of the mean ambient level.
+	// In units of the mean ambient level. Columns 0–2: the ambient level
+	// times the shading plane's terms; 3–8: the glare surface.
+	const terms = 3
 	x := make([][]float64, len(used))
 	y := make([]float64, len(used))
 	w := make([]float64, len(used))
+	var meanAlbedo [terms]float64 // the albedo columns' means
 	for i, bl := range used {
-		x[i] = []float64{bl.a / am, 1, bl.u, bl.v, bl.u * bl.u, bl.v * bl.v, bl.u * bl.v}
+		u, v := bl.u, bl.v
+		row := []float64{bl.a / am, bl.a / am * u, bl.a / am * v, 1, u, v, u * u, v * v, u * v}
+		for k := 0; k < terms; k++ {
+			meanAlbedo[k] += row[k] / float64(len(used))
+		}
+		x[i] = row
 		y[i] = bl.b / am
 		w[i] = am * am / (bl.se * bl.se)
 	}
@@ -124,6 +135,14 @@ func textureFit(blocks []blockResponse) (share, se float64) {
 	if !ok {
 		return math.NaN(), math.NaN()
 	}
+	// share = Σ_k meanAlbedo_k·p_k, over the mean response (bm/am).
+	var s, v float64
+	for k := 0; k < terms; k++ {
+		s += meanAlbedo[k] * f.p[k]
+		for l := 0; l < terms; l++ {
+			v += meanAlbedo[k] * f.cov[k][l] * meanAlbedo[l]
+		}
+	}
 	scale := am / bm
-	return f.p[0] * scale, math.Sqrt(f.cov[0][0]*math.Max(1, f.chi2)) * scale
+	return s * scale, math.Sqrt(math.Max(0, v)*math.Max(1, f.chi2)) * scale
 }
