@@ -200,7 +200,7 @@ func TestAnalyzeFollowsSway(t *testing.T) {
 // displays read up to 0.37 and the live face's share is uncertain by
 // ±0.15 (±0.07 on the fine grid).
 func TestAnalyzeCloseTexture(t *testing.T) {
-	close := func(p *sim.Params) {
+	near := func(p *sim.Params) {
 		p.DistanceM = 0.32
 		p.Attack.TiltDeg = [2]float64{3, 2} // held nearly square to the camera
 	}
@@ -216,7 +216,7 @@ func TestAnalyzeCloseTexture(t *testing.T) {
 	} {
 		face := registryFaceAt(t, tc.photo, tc.face)
 		for seed := uint64(1); seed <= 3; seed++ {
-			in := recordFace(t, face, tc.species, close, seed)
+			in := recordFace(t, face, tc.species, near, seed)
 			res, err := flashmark.Analyze(*in, flashmark.AnalysisConfig{})
 			if err != nil {
 				t.Fatal(err)
