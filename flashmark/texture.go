@@ -136,13 +136,13 @@ func textureFit(blocks []blockResponse) (share, se float64) {
 		return math.NaN(), math.NaN()
 	}
 	// share = Σ_k meanAlbedo_k·p_k, over the mean response (bm/am).
-	var s, v float64
+	var albedoShare, variance float64
 	for k := 0; k < terms; k++ {
-		s += meanAlbedo[k] * f.p[k]
+		albedoShare += meanAlbedo[k] * f.p[k]
 		for l := 0; l < terms; l++ {
-			v += meanAlbedo[k] * f.cov[k][l] * meanAlbedo[l]
+			variance += meanAlbedo[k] * f.cov[k][l] * meanAlbedo[l]
 		}
 	}
 	scale := am / bm
-	return s * scale, math.Sqrt(math.Max(0, v)*math.Max(1, f.chi2)) * scale
+	return albedoShare * scale, math.Sqrt(math.Max(0, variance)*math.Max(1, f.chi2)) * scale
 }
