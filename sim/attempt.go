@@ -47,7 +47,10 @@ func NewAttempt(face *Face, p Params, clock Clock, seed uint64) (*Attempt, error
 		world.Emit1 = grey(math.Pi * p.Attack.DeviceNits)
 	case Replay:
 		world.Emit1 = grey(math.Pi * p.Attack.DeviceNits)
-		old := earlierChallenge(rng, clock.Now())
+		old, err := earlierChallenge(rng, clock.Now())
+		if err != nil {
+			return nil, err
+		}
 		gain := math.Pi * p.Attack.DeviceNits * p.Attack.ReplayGain
 		world.Emit2 = func(t0, t1 time.Duration) [3]float64 {
 			e := meanEmission(old, time.Second/60, t0, t1)
@@ -74,20 +77,35 @@ func NewAttempt(face *Face, p Params, clock Clock, seed uint64) (*Attempt, error
 	return &Attempt{Params: p, Face: face, Scene: scene, Display: disp, Camera: cam, Clock: clock}, nil
 }
 
-// earlierChallenge is the colour timeline of the genuine session a replay
-// recorded: default-palette steps of 150–400 ms, unrelated to the current
-// challenge, starting a random time before now.
-func earlierChallenge(rng *rand.Rand, now time.Duration) []segment {
-	pal := flashmark.DefaultPalette()
+// earlierChallenge is the colour timeline a replayed video carries: the
+// flashes of genuine sessions recorded at a glint kiosk, so challenges from
+// the product's own generator (default configuration), played back to back
+// as a loop of recordings, the first starting a random time before now.
+// Unrelated to the current challenge, but drawn like it: same palette, same
+// step lengths, the same rules, which is the replay that comes closest to it
+// by chance.
+func earlierChallenge(rng *rand.Rand, now time.Duration) ([]segment, error) {
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(rng.Uint32())
+	}
+	src := rand.NewChaCha8(seed)
 	idle := flashmark.IdleColor()
 	segs := []segment{{at: -1 << 62, rgb: idle, lin: linearOf(idle)}}
 	t := now - time.Duration(rng.Float64()*float64(time.Second))
-	for i := 0; i < 40; i++ {
-		c := pal[rng.IntN(len(pal))]
-		segs = append(segs, segment{at: t, rgb: c, lin: linearOf(c)})
-		t += 150*time.Millisecond + time.Duration(rng.Float64()*float64(250*time.Millisecond))
+	// Five recordings cover the warm-up, the face exposure and the
+	// challenge of an attempt (about six seconds).
+	for n := 0; n < 5; n++ {
+		ch, err := flashmark.NewChallenge(flashmark.ChallengeConfig{}, src)
+		if err != nil {
+			return nil, fmt.Errorf("replay's recorded challenge: %w", err)
+		}
+		for _, st := range ch.Steps {
+			segs = append(segs, segment{at: t, rgb: st.Color, lin: linearOf(st.Color)})
+			t += st.Duration
+		}
 	}
-	return segs
+	return segs, nil
 }
 
 func grey(v float64) [3]float64 { return [3]float64{v, v, v} }
