@@ -101,21 +101,37 @@ func encode(v float64) uint8 {
 
 // ChallengeConfig shapes the challenges a Generator draws.
 type ChallengeConfig struct {
-	// Steps is the number of colour steps; default 8.
+	// Steps is the number of colour steps; default 12.
 	Steps int
 	// StepMin and StepMax bound one step's length; each step's length is
-	// drawn uniformly in StepQuantum increments. Defaults 120 ms and
-	// 180 ms (at least 3 frames of a 25 fps camera per step).
+	// drawn uniformly in StepQuantum increments. Defaults 100 ms and
+	// 120 ms: at least 3 frames of a 30 fps camera per step, and twelve
+	// steps in 1.44 s at most. Every boundary is a transition at a time
+	// the attacker cannot know; with eight steps of 120–180 ms a
+	// recording of an earlier session followed the live sequence closely
+	// enough, by chance, to score above zero in about 1 replay of 240 on
+	// the simulator, with twelve in none of 1,200 (docs/liveness.md).
 	StepMin, StepMax time.Duration
 	// StepQuantum is the step-length resolution; default 10 ms.
 	StepQuantum time.Duration
 	// MaxTotal bounds the whole flash; default 1.5 s.
 	MaxTotal time.Duration
+	// ChannelChanges is how many of the step boundaries (idle to the
+	// first step included) must change each colour channel's emission by
+	// at least half its range over the palette; default Steps/3, negative
+	// for none. The face's response under warm light is mostly its blue
+	// channel, under other light mostly another: a sequence whose blue
+	// changed once is one transition to match, and an unrelated recorded
+	// sequence does that by chance (docs/flashmark.md).
+	ChannelChanges int
 	// Palette to draw from; default DefaultPalette(). Idle is shown before
 	// and after; default IdleColor().
 	Palette []RGB
 	Idle    *RGB
 }
+
+// DefaultSteps is ChallengeConfig.Steps when it is 0.
+const DefaultSteps = 12
 
 // ErrUnsafeChallenge: no photosensitive-safe challenge could be drawn from
 // the configured palette.
@@ -123,13 +139,13 @@ var ErrUnsafeChallenge = errors.New("no photosensitive-safe challenge with this 
 
 func (c ChallengeConfig) withDefaults() ChallengeConfig {
 	if c.Steps == 0 {
-		c.Steps = 8
+		c.Steps = DefaultSteps
 	}
 	if c.StepMin == 0 {
-		c.StepMin = 120 * time.Millisecond
+		c.StepMin = 100 * time.Millisecond
 	}
 	if c.StepMax == 0 {
-		c.StepMax = 180 * time.Millisecond
+		c.StepMax = 120 * time.Millisecond
 	}
 	if c.StepQuantum == 0 {
 		c.StepQuantum = 10 * time.Millisecond
@@ -139,6 +155,9 @@ func (c ChallengeConfig) withDefaults() ChallengeConfig {
 	}
 	if len(c.Palette) == 0 {
 		c.Palette = DefaultPalette()
+	}
+	if c.ChannelChanges == 0 {
+		c.ChannelChanges = c.Steps / 3
 	}
 	if c.Idle == nil {
 		idle := IdleColor()
@@ -159,8 +178,83 @@ func (c ChallengeConfig) Validate() error {
 		return fmt.Errorf("challenge: %d steps of at least %v exceed the maximum total %v", c.Steps, c.StepMin, c.MaxTotal)
 	case len(c.Palette) < 2:
 		return fmt.Errorf("challenge: palette needs at least 2 colours, has %d", len(c.Palette))
+	case colourSequences(c) == 0:
+		return fmt.Errorf("challenge: no sequence of %d steps from this palette changes every colour channel at %d boundaries", c.Steps, c.ChannelChanges)
 	}
 	return nil
+}
+
+// channelSwings tells, for every pair of colours (index 0 the idle colour,
+// i+1 palette colour i), which colour channels the change from the first to
+// the second moves by at least half the channel's range over the palette.
+func channelSwings(c ChallengeConfig) [][][3]bool {
+	colours := append([]RGB{*c.Idle}, c.Palette...)
+	lo, hi := [3]float64{1, 1, 1}, [3]float64{}
+	for _, p := range c.Palette {
+		l := linRGB(p)
+		for k := range l {
+			lo[k], hi[k] = math.Min(lo[k], l[k]), math.Max(hi[k], l[k])
+		}
+	}
+	out := make([][][3]bool, len(colours))
+	for i, a := range colours {
+		out[i] = make([][3]bool, len(colours))
+		la := linRGB(a)
+		for j, b := range colours {
+			lb := linRGB(b)
+			for k := range la {
+				out[i][j][k] = hi[k] > lo[k] && math.Abs(lb[k]-la[k]) >= (hi[k]-lo[k])/2
+			}
+		}
+	}
+	return out
+}
+
+// colourSequences counts the colour sequences (no colour twice in a row)
+// that change every channel at cfg.ChannelChanges boundaries or more, by
+// dynamic programming over the last colour and each channel's count so far
+// (capped at the requirement). cfg has its defaults.
+func colourSequences(cfg ChallengeConfig) float64 {
+	need := max(cfg.ChannelChanges, 0)
+	swings := channelSwings(cfg)
+	n := len(cfg.Palette)
+	side := need + 1
+	key := func(last int, cnt [3]int) int { return ((last*side+cnt[0])*side+cnt[1])*side + cnt[2] }
+	ways := make([]float64, (n+1)*side*side*side)
+	ways[key(0, [3]int{})] = 1 // idle shown before the first step
+	for s := 0; s < cfg.Steps; s++ {
+		next := make([]float64, len(ways))
+		for last := 0; last <= n; last++ {
+			for c0 := 0; c0 < side; c0++ {
+				for c1 := 0; c1 < side; c1++ {
+					for c2 := 0; c2 < side; c2++ {
+						w := ways[key(last, [3]int{c0, c1, c2})]
+						if w == 0 {
+							continue
+						}
+						for k := 1; k <= n; k++ {
+							if k == last {
+								continue
+							}
+							cnt := [3]int{c0, c1, c2}
+							for ch := range cnt {
+								if swings[last][k][ch] {
+									cnt[ch] = min(cnt[ch]+1, need)
+								}
+							}
+							next[key(k, cnt)] += w
+						}
+					}
+				}
+			}
+		}
+		ways = next
+	}
+	var total float64
+	for last := 1; last <= n; last++ {
+		total += ways[key(last, [3]int{need, need, need})]
+	}
+	return total
 }
 
 // Challenge is one drawn sequence.
@@ -197,6 +291,7 @@ func NewChallenge(cfg ChallengeConfig, random io.Reader) (*Challenge, error) {
 		random = rand.Reader
 	}
 	quanta := int((cfg.StepMax-cfg.StepMin)/cfg.StepQuantum) + 1
+	swings := channelSwings(cfg)
 	for attempt := 0; attempt < maxDrawAttempts; attempt++ {
 		ch := &Challenge{Idle: *cfg.Idle, Steps: make([]Step, cfg.Steps)}
 		if _, err := io.ReadFull(random, ch.Nonce[:]); err != nil {
@@ -204,6 +299,7 @@ func NewChallenge(cfg ChallengeConfig, random io.Reader) (*Challenge, error) {
 		}
 		prev := -1
 		var total time.Duration
+		var changes [3]int
 		for i := range ch.Steps {
 			n := len(cfg.Palette)
 			if prev >= 0 {
@@ -223,9 +319,14 @@ func NewChallenge(cfg ChallengeConfig, random io.Reader) (*Challenge, error) {
 			d := cfg.StepMin + time.Duration(q)*cfg.StepQuantum
 			ch.Steps[i] = Step{Color: cfg.Palette[k], Duration: d}
 			total += d
+			for c, moved := range swings[prev+1][k+1] {
+				if moved {
+					changes[c]++
+				}
+			}
 			prev = k
 		}
-		if total > cfg.MaxTotal {
+		if total > cfg.MaxTotal || min(changes[0], changes[1], changes[2]) < cfg.ChannelChanges {
 			continue
 		}
 		ch.Flash = CheckFlashes(ch.Idle, ch.Steps)
@@ -246,14 +347,14 @@ func randInt(r io.Reader, n int) (int, error) {
 }
 
 // ChallengeSpace counts the distinct colour-and-timing sequences the
-// configuration can draw (those within MaxTotal), as a float64 because it is
-// large. The chance that two given challenges are equal is at most 1/space
-// (draws are uniform over colours and step lengths before the total-length
-// rejection); among n challenges, about n²/(2·space).
+// configuration can draw (colours that change every channel often enough,
+// lengths within MaxTotal), as a float64 because it is large. Draws are
+// uniform over them (rejection sampling keeps uniformity), so the chance
+// that two given challenges are equal is 1/space; among n challenges, about
+// n²/(2·space).
 func ChallengeSpace(cfg ChallengeConfig) float64 {
 	cfg = cfg.withDefaults()
-	p := float64(len(cfg.Palette))
-	colours := p * math.Pow(p-1, float64(cfg.Steps-1))
+	colours := colourSequences(cfg)
 	// Count step-length vectors whose sum stays within MaxTotal, by
 	// dynamic programming over the total in quanta above the minimum.
 	quanta := int((cfg.StepMax-cfg.StepMin)/cfg.StepQuantum) + 1

@@ -321,7 +321,7 @@ func (r *Runner) steps(mode result.Mode) int {
 	}
 	c := r.cfg.Challenge
 	if c.Steps == 0 {
-		return 8 // flashmark's default
+		return flashmark.DefaultSteps
 	}
 	return c.Steps
 }

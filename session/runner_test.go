@@ -255,7 +255,7 @@ func TestSessionBonaFideApproved(t *testing.T) {
 	}
 	// Policy snapshot.
 	p := rec.Policy
-	if p.ID != "default" || p.Mode != result.ModeDynamic || p.MinFaceSimilarity != 50 || p.MinLiveness != flashmark.LevelStandard.Threshold() || p.ChallengeSteps != 8 || p.TimeoutMS != 3000 {
+	if p.ID != "default" || p.Mode != result.ModeDynamic || p.MinFaceSimilarity != 50 || p.MinLiveness != flashmark.LevelStandard.Threshold() || p.ChallengeSteps != 12 || p.TimeoutMS != 3000 {
 		t.Errorf("policy snapshot %+v", p)
 	}
 	// Guard: the clean guard's summary.
@@ -263,7 +263,7 @@ func TestSessionBonaFideApproved(t *testing.T) {
 		t.Errorf("guard %+v", rec.Guard)
 	}
 	// Flashmark evidence.
-	if len(rec.Flashmark.Nonce) != 32 || rec.Flashmark.Steps != 8 || rec.Flashmark.Correlation <= 0 || rec.Flashmark.Evidence["frames"] < 12 {
+	if len(rec.Flashmark.Nonce) != 32 || rec.Flashmark.Steps != 12 || rec.Flashmark.Correlation <= 0 || rec.Flashmark.Evidence["frames"] < 12 {
 		t.Errorf("flashmark %+v", rec.Flashmark)
 	}
 	// Evidence: digest only (retention off).

@@ -323,7 +323,7 @@ func defaultConfig() Config {
 			HoldFrames: 3, Mode: string(result.ModeDynamic), LivenessLevel: string(flashmark.LevelStandard),
 			FaceThreshold: inference.DefaultMatchThreshold, RefuseRisk: "critical", PolicyID: "default",
 			LatencyMin: flashmark.DefaultLatencyMin, LatencyMax: flashmark.DefaultLatencyMax,
-			ChallengeSteps: 8, StepMin: 120 * time.Millisecond, StepMax: 180 * time.Millisecond, MaxFlash: 1500 * time.Millisecond,
+			ChallengeSteps: 12, StepMin: 100 * time.Millisecond, StepMax: 120 * time.Millisecond, MaxFlash: 1500 * time.Millisecond,
 		},
 		Display:  DisplayConfig{Backend: "auto", Framebuffer: "/dev/fb0"},
 		StateDir: "/var/lib/glint",
