@@ -119,10 +119,11 @@ type ChallengeConfig struct {
 	// ChannelChanges is how many of the step boundaries (idle to the
 	// first step included) must change each colour channel's emission by
 	// at least half its range over the palette; default Steps/3, negative
-	// for none. The face's response under warm light is mostly its blue
-	// channel, under other light mostly another: a sequence whose blue
-	// changed once is one transition to match, and an unrelated recorded
-	// sequence does that by chance (docs/flashmark.md).
+	// for none. A face's response is the screen's light over the room's,
+	// channel by channel, so under warm light it is mostly blue: a
+	// sequence whose blue changed once leaves the analysis one transition
+	// to check, which an unrelated recorded sequence matches by chance
+	// (docs/flashmark.md).
 	ChannelChanges int
 	// Palette to draw from; default DefaultPalette(). Idle is shown before
 	// and after; default IdleColor().

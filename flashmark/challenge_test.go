@@ -186,7 +186,7 @@ func TestChallengeSpace(t *testing.T) {
 	colours := ChallengeSpace(ChallengeConfig{MaxTotal: 12 * 100 * time.Millisecond})
 	all := 6 * math.Pow(5, 11)
 	if colours < 0.3*all || colours > all {
-		t.Fatalf("%g of %g colour sequences change every channel 4 times: expected most", colours, all)
+		t.Fatalf("%g of %g colour sequences change every channel 4 times: expected at least 30%%", colours, all)
 	}
 	space := ChallengeSpace(ChallengeConfig{})
 	if want := colours * math.Pow(3, 12); math.Abs(space-want)/want > 1e-9 {
