@@ -179,6 +179,8 @@ func (c ChallengeConfig) Validate() error {
 		return fmt.Errorf("challenge: %d steps of at least %v exceed the maximum total %v", c.Steps, c.StepMin, c.MaxTotal)
 	case len(c.Palette) < 2:
 		return fmt.Errorf("challenge: palette needs at least 2 colours, has %d", len(c.Palette))
+	case c.ChannelChanges > c.Steps:
+		return fmt.Errorf("challenge: %d steps have %d boundaries, fewer than the %d channel changes asked for", c.Steps, c.Steps, c.ChannelChanges)
 	case colourSequences(c) == 0:
 		return fmt.Errorf("challenge: no sequence of %d steps from this palette changes every colour channel at %d boundaries", c.Steps, c.ChannelChanges)
 	}
@@ -217,6 +219,9 @@ func channelSwings(c ChallengeConfig) [][][3]bool {
 // (capped at the requirement). cfg has its defaults.
 func colourSequences(cfg ChallengeConfig) float64 {
 	need := max(cfg.ChannelChanges, 0)
+	if need > cfg.Steps {
+		return 0 // and the table below would be (need+1)³ large
+	}
 	swings := channelSwings(cfg)
 	n := len(cfg.Palette)
 	side := need + 1

@@ -96,6 +96,7 @@ func TestChallengeConfigValidation(t *testing.T) {
 		{StepMin: 200 * time.Millisecond, StepMax: 100 * time.Millisecond},
 		{Palette: []RGB{{1, 2, 3}}},
 		{ChannelChanges: 13},                       // 12 boundaries
+		{ChannelChanges: 1 << 30},                  // refused before any counting
 		{Palette: []RGB{{100, 0, 0}, {200, 0, 0}}}, // never moves green or blue
 	}
 	for _, c := range bad {
@@ -117,10 +118,9 @@ func TestUnsafePaletteIsRefused(t *testing.T) {
 // channelMoves counts, per linear channel, the changes between consecutive
 // colours of at least half the channel's range over the palette.
 func channelMoves(colours, palette []RGB) [3]int {
-	lin := func(c RGB) [3]float64 { return [3]float64{linear(c.R), linear(c.G), linear(c.B)} }
 	var lo, hi [3]float64
 	for i, p := range palette {
-		for k, v := range lin(p) {
+		for k, v := range linRGB(p) {
 			if i == 0 || v < lo[k] {
 				lo[k] = v
 			}
@@ -131,7 +131,7 @@ func channelMoves(colours, palette []RGB) [3]int {
 	}
 	var n [3]int
 	for i := 1; i < len(colours); i++ {
-		a, b := lin(colours[i-1]), lin(colours[i])
+		a, b := linRGB(colours[i-1]), linRGB(colours[i])
 		for k := range n {
 			if math.Abs(b[k]-a[k]) >= (hi[k]-lo[k])/2 {
 				n[k]++
